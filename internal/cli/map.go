@@ -29,6 +29,7 @@ type mapOptions struct {
 	reverse       bool
 	table         bool
 	format        string
+	root          string
 }
 
 func newMapCmd(env Env) *cobra.Command {
@@ -63,6 +64,22 @@ Without IDs (or with --table) the whole uid and gid maps are printed.`,
 	f.BoolVar(&o.reverse, "reverse", false, "translate host ids to container ids")
 	f.BoolVar(&o.table, "table", false, "print the whole uid and gid maps and the Docker root dir")
 	f.StringVarP(&o.format, "format", "o", "text", "output format: text or json")
+	f.StringVar(&o.root, "root", "", "read /etc files (and daemon.json) under this directory, a host image; no daemon is asked")
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if o.root == "" {
+			return nil
+		}
+		for flag, dst := range map[string]*string{"subuid": &o.files.SubUID, "subgid": &o.files.SubGID, "passwd": &o.files.Passwd, "group": &o.files.Group, "daemon-config": &o.daemonConfig} {
+			if !cmd.Flags().Changed(flag) {
+				def := *dst
+				if flag == "daemon-config" {
+					def = host.DefaultDaemonConfig
+				}
+				*dst = filepath.Join(o.root, def)
+			}
+		}
+		return nil
+	}
 	return cmd
 }
 
@@ -145,6 +162,9 @@ func resolveMapping(ctx context.Context, o mapOptions) (mapping, error) {
 	}
 	ep, epErr := engine.ResolveEndpoint("")
 	var facts *engine.Facts
+	if o.root != "" {
+		epErr = fmt.Errorf("--root %s: not asking the local daemon about another host's files", o.root)
+	}
 	if epErr == nil {
 		if c, err := engine.Connect(ep); err == nil {
 			defer c.Close()
@@ -169,10 +189,10 @@ func resolveMapping(ctx context.Context, o mapOptions) (mapping, error) {
 
 	src := remap.Sources{Flag: o.remap}
 	var m mapping
-	if epErr != nil {
+	if epErr != nil && o.root == "" {
 		m.notes = append(m.notes, epErr.Error())
 	}
-	if o.remap == "" {
+	if o.remap == "" && o.root == "" {
 		if p, ok := host.ServingDockerd(host.DockerdProcesses("/proc"), ep.Host); ok {
 			src.Dockerd = &p
 		}

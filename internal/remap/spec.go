@@ -34,6 +34,7 @@ type Spec struct {
 func ParseSpec(s string) (Spec, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) > 2 {
+		//lint:ignore ST1005 dockerd's exact words, which users paste into searches
 		return Spec{}, fmt.Errorf("Invalid user/group specification in --userns-remap: %q", s)
 	}
 	if parts[0] == "" {
@@ -67,6 +68,8 @@ type Account struct {
 
 // ErrRootRemap is dockerd's answer to remapping root onto itself: it warns
 // and runs without user namespaces.
+//
+//lint:ignore ST1005 dockerd's exact words
 var ErrRootRemap = errors.New("User namespaces: root cannot be remapped with itself; user namespaces are OFF")
 
 // MissingUserError means the daemon's lookup of the remap user or group

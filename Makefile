@@ -1,0 +1,45 @@
+# volperm build, test and install targets.
+
+GO       ?= go
+PREFIX   ?= /usr/local
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/volperm/volperm/internal/cli.Version=$(VERSION)
+FUZZTIME ?= 5s
+
+.PHONY: build test check fuzz install example
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/volperm ./cmd/volperm
+
+# The whole test suite against the real Docker daemon and real files: on a
+# fresh machine (as root) it installs and starts what it needs first.
+# With CI=true a test that needs root or Docker fails instead of skipping.
+test:
+	./scripts/test-host.sh
+	$(MAKE) check
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# Every fuzz target, briefly.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+			echo "fuzz $$pkg $$t"; \
+			$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null || exit 1; \
+		done; \
+	done
+
+# Installs volperm and the Docker CLI plugin docker-volperm (same binary).
+install: build
+	install -D -m 0755 bin/volperm $(DESTDIR)$(PREFIX)/bin/volperm
+	install -d $(DESTDIR)$(PREFIX)/lib/docker/cli-plugins
+	ln -sf $(PREFIX)/bin/volperm $(DESTDIR)$(PREFIX)/lib/docker/cli-plugins/docker-volperm
+
+example:
+	$(GO) run ./cmd/volperm map --root examples/seed004 0 33 1000
