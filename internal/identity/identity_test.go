@@ -116,3 +116,47 @@ func TestParsePasswdGroup(t *testing.T) {
 		t.Fatalf("group error = %v", err)
 	}
 }
+
+func TestResolveUser(t *testing.T) {
+	users, _ := ParsePasswd(strings.NewReader("root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\n"), "passwd")
+	groups, _ := ParseGroup(strings.NewReader("root:x:0:\nwww-data:x:33:\nnode:x:1000:\nshared:x:2000:node,www-data\nlonely:x:3000:\n"), "group")
+	for _, tc := range []struct {
+		spec    string
+		want    ExecUser
+		wantErr string
+	}{
+		{spec: "", want: ExecUser{UID: 0, GID: 0, Home: "/root", Name: "root"}},
+		{spec: "node", want: ExecUser{UID: 1000, GID: 1000, SGIDs: []uint32{2000}, Home: "/home/node", Name: "node"}},
+		{spec: "1000", want: ExecUser{UID: 1000, GID: 1000, SGIDs: []uint32{2000}, Home: "/home/node", Name: "node"}},
+		{spec: "1234", want: ExecUser{UID: 1234, GID: 0}},
+		{spec: "1234:5678", want: ExecUser{UID: 1234, GID: 5678}},
+		{spec: "node:lonely", want: ExecUser{UID: 1000, GID: 3000, Home: "/home/node", Name: "node"}},
+		{spec: "33:33", want: ExecUser{UID: 33, GID: 33, Home: "/var/www", Name: "www-data"}},
+		{spec: "nosuch", wantErr: "unable to find user nosuch: no matching entries in passwd file"},
+		{spec: "node:nosuch", wantErr: "unable to find group nosuch: no matching entries in group file"},
+		{spec: "3000000000", wantErr: "uids and gids must be in range 0-2147483647"},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			got, err := ResolveUser(tc.spec, users, groups)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Fatalf("(-want +got):\n%s", d)
+			}
+		})
+	}
+	add, err := AdditionalGroups([]string{"shared", "999", "2000"}, groups)
+	if err != nil || !cmp.Equal(add, []uint32{2000, 999}) {
+		t.Fatalf("AdditionalGroups = %v, %v", add, err)
+	}
+	if _, err := AdditionalGroups([]string{"docker"}, groups); err == nil || err.Error() != "Unable to find group docker: no matching entries in group file" {
+		t.Fatalf("AdditionalGroups(docker) error = %v", err)
+	}
+}
