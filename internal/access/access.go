@@ -26,7 +26,7 @@ type Want = uint16
 // File is the metadata that decides access.
 type File struct {
 	UID, GID uint32
-	Mode     uint32  // permission bits (07777)
+	Mode     uint32 // permission bits (07777)
 	Dir      bool
 	ACL      acl.ACL // the access ACL, nil when the file has none
 }

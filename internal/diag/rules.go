@@ -405,7 +405,7 @@ func userMissing(in *Input) []Finding {
 		}
 		out = append(out, Finding{Severity: Error, Workload: w.Name, File: w.Origin.File, Line: w.Origin.Line,
 			Message: fmt.Sprintf("The daemon will refuse to start %s: %v (names are looked up in the image's own /etc/passwd and /etc/group, not the host's).", w.Name, w.UserErr),
-			Fix: []Fix{{Description: "use numeric ids, which need no entry in the image, or add the user/group to the image"}}})
+			Fix:     []Fix{{Description: "use numeric ids, which need no entry in the image, or add the user/group to the image"}}})
 	}
 	return out
 }
@@ -421,7 +421,9 @@ func userInterpolation(in *Input) []Finding {
 			continue
 		}
 		vars := slices.Collect(func(yield func(string) bool) {
-			for _, f := range strings.FieldsFunc(w.UserRaw, func(r rune) bool { return !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') }) {
+			for _, f := range strings.FieldsFunc(w.UserRaw, func(r rune) bool {
+				return !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+			}) {
 				if strings.Contains(w.UserRaw, "$"+f) || strings.Contains(w.UserRaw, "${"+f) {
 					if !yield(f) {
 						return

@@ -50,8 +50,9 @@ func (v Version) Less(w Version) bool {
 // for remap user name (whose uid is uid), in the order it uses them. The
 // order is never sorted: the daemon packs the ranges in this order.
 //
-//   - 20.10.x: every line keyed by name, then every line keyed by the uid.
-//   - 23.0 to 27.x: lines keyed by the uid; only if there are none, by name.
+//   - up to 27.x: lines keyed by the uid; only if there are none, lines
+//     keyed by name (observed on dockerd 20.10.24: with "<uid>:500000:10"
+//     and "<name>:100000:65536" the map is 0 500000 10 alone).
 //   - 28.0 and later: lines keyed by name or uid, in file order
 //     (daemon/internal/usergroup/lookup_unix.go lookupSubRangesFile).
 //
@@ -70,20 +71,13 @@ func DockerLines(lines []identity.SubID, name string, uid uint32, v Version) []i
 		}
 		return out
 	}
-	switch {
-	case v.Less(Version{23, 0, 0}):
-		if name == ustr {
-			return pick(byName)
-		}
-		return append(pick(byName), pick(byUID)...)
-	case v.Less(Version{28, 0, 0}):
+	if v.Less(Version{28, 0, 0}) {
 		if out := pick(byUID); len(out) > 0 {
 			return out
 		}
 		return pick(byName)
-	default:
-		return pick(func(s identity.SubID) bool { return byName(s) || byUID(s) })
 	}
+	return pick(func(s identity.SubID) bool { return byName(s) || byUID(s) })
 }
 
 // Pack lays ranges end to end from container id 0, as dockerd's

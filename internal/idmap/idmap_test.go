@@ -55,8 +55,8 @@ func TestDockerMapLayouts(t *testing.T) {
 			want: Map{{0, 165536, 65536}},
 		},
 		{
-			name: "20.10 names before uids", subuid: "990:500000:10\nu:100000:65536\n", user: "u", uid: 990, version: v20,
-			want: Map{{0, 100000, 65536}, {65536, 500000, 10}},
+			name: "20.10 uid lines win over name lines", subuid: "u:100000:65536\n990:500000:10\n", user: "u", uid: 990, version: v20,
+			want: Map{{0, 500000, 10}},
 		},
 		{
 			name: "23-27 uid lines only when present", subuid: "990:500000:10\nu:100000:65536\n", user: "u", uid: 990, version: Version{27, 5, 1},
