@@ -51,6 +51,13 @@ func ParseSeverity(s string) (Severity, error) {
 // MarshalText makes severities readable in JSON.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads what MarshalText writes.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	*s = v
+	return err
+}
+
 // Fix is one step that resolves a finding.
 type Fix struct {
 	Description string `json:"description"`

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // DefaultDaemonConfig is where dockerd reads its configuration by default.
@@ -88,7 +89,13 @@ func jsonKind(v any) string {
 func jsonError(data []byte, path string, err error) error {
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
-		line, col := position(data, int(syn.Offset))
+		// Offset counts the offending byte; point at it, except at the end
+		// of a truncated document.
+		off := int(syn.Offset)
+		if off > 0 && off < len(data) || off == len(data) && !strings.Contains(syn.Error(), "unexpected end") {
+			off--
+		}
+		line, col := position(data, off)
 		return fmt.Errorf("%s:%d:%d: invalid JSON: %v", path, line, col, syn)
 	}
 	return fmt.Errorf("%s: invalid JSON: %w", path, err)

@@ -157,3 +157,18 @@ func TestResolveErrors(t *testing.T) {
 		t.Fatalf("default: %v %v", def.Mapping, err)
 	}
 }
+
+func FuzzParseSpec(f *testing.F) {
+	for _, s := range []string{"default", "vp", "vp:docker", "1000:982", "a:b:c", ":"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sp, err := ParseSpec(s)
+		if err != nil {
+			return
+		}
+		if sp.User == "" || strings.Count(s, ":") > 1 {
+			t.Fatalf("accepted %q as %+v", s, sp)
+		}
+	})
+}
