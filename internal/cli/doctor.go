@@ -287,7 +287,7 @@ func hostFacts(ep engine.Endpoint, run *doctorRun) diag.Host {
 	h := diag.Host{HostUsers: map[uint32]string{}}
 	users, _ := identity.ParsePasswdFile("/etc/passwd")
 	for _, u := range users {
-		if u.UID >= 1000 && u.UID < 65534 {
+		if u.UID != 0 {
 			h.HostUsers[u.UID] = u.Name
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -149,8 +150,16 @@ func (h *unsetHook) unset() []string {
 
 // loadError makes the loader's errors one line that names the file.
 func loadError(err error) error {
-	return fmt.Errorf("loading compose project: %s", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	// The schema validator says "services.app.usr false schema" for a key
+	// the specification does not have.
+	if m := falseSchema.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("%s%s: unknown key (not in the compose specification)", m[1], m[2])
+	}
+	return fmt.Errorf("loading compose project: %s", msg)
 }
+
+var falseSchema = regexp.MustCompile(`^(validating [^:]+: )?(\S+) false schema$`)
 
 // DefaultFiles lists the files docker compose would load in dir when no -f
 // is given: the first of compose.yaml, compose.yml, docker-compose.yml,

@@ -1,28 +1,33 @@
 // Package testenv is test support for what only the real kernel and the
-// real Docker daemon can decide: it builds a local test image without a
+// real Docker daemon can decide. It builds a small test image without a
 // registry, starts a second dockerd with --userns-remap for a given
-// /etc/subuid and /etc/subgid layout (restoring the files afterwards), and
-// runs containers with bind mounts, reporting what the host sees.
+// /etc/subuid and /etc/subgid layout, and runs containers with bind mounts,
+// reporting the owners that the host and the container see.
+//
+// It edits the host (/etc/subuid, /etc/subgid, system users) and starts
+// daemons, so a package that uses it must call Main from its TestMain:
+// Main puts everything back when the tests end, even after Ctrl-C. Test
+// processes take turns at the host: the first edit takes a lock (in
+// /run/volperm-testenv) that is held until Cleanup, and a process killed
+// before its Cleanup has its edits undone by the next one.
 //
 // Under CI=true a missing requirement fails the test; elsewhere it skips
-// with a one-line reason, so `go test ./...` stays green on a laptop.
+// with a one-line reason, so that `go test ./...` stays green on a laptop.
 package testenv
 
 import (
-	"context"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/moby/moby/client"
 )
 
-// InCI reports whether tests run under CI=true, where nothing may skip.
+// InCI reports whether the tests run under CI=true, where a test may not
+// skip for want of root or Docker.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
-func unavailable(t testing.TB, format string, args ...any) {
+// unmet stops a test whose environment lacks something: a CI run must not
+// pass by skipping what it was meant to prove, a developer's run may.
+func unmet(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("CI=true: "+format, args...)
@@ -33,8 +38,8 @@ func unavailable(t testing.TB, format string, args ...any) {
 // NeedRoot stops the test unless it runs as root.
 func NeedRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		unavailable(t, "needs root (chown, ACLs, a second dockerd)")
+	if euid := os.Geteuid(); euid != 0 {
+		unmet(t, "needs root (chown, ACLs, a second dockerd); running as uid %d", euid)
 	}
 }
 
@@ -42,49 +47,6 @@ func NeedRoot(t testing.TB) {
 func NeedCommand(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		unavailable(t, "needs %s on PATH (make test installs it)", name)
+		unmet(t, "needs %s on PATH", name)
 	}
-}
-
-// Daemon is a dockerd the tests talk to.
-type Daemon struct {
-	Host     string
-	Client   *client.Client
-	DataRoot string
-	PID      int
-}
-
-var (
-	defaultOnce sync.Once
-	defaultD    *Daemon
-	defaultErr  error
-)
-
-// NeedDocker returns the default daemon (DOCKER_HOST or
-// /var/run/docker.sock), or stops the test when none answers.
-func NeedDocker(t testing.TB) *Daemon {
-	t.Helper()
-	defaultOnce.Do(func() {
-		host := os.Getenv("DOCKER_HOST")
-		if host == "" {
-			host = "unix:///var/run/docker.sock"
-		}
-		c, err := client.New(client.FromEnv, client.WithHost(host))
-		if err != nil {
-			defaultErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		info, err := c.Info(ctx, client.InfoOptions{})
-		if err != nil {
-			defaultErr = err
-			return
-		}
-		defaultD = &Daemon{Host: host, Client: c, DataRoot: info.Info.DockerRootDir}
-	})
-	if defaultErr != nil || defaultD == nil {
-		unavailable(t, "needs a Docker daemon: %v (make test starts one)", defaultErr)
-	}
-	return defaultD
 }

@@ -3,12 +3,14 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,106 +19,157 @@ import (
 	"github.com/moby/moby/client"
 )
 
+// runTimeout bounds one container from creation to removal.
+const runTimeout = 2 * time.Minute
+
 // RunOpts describes one container.
 type RunOpts struct {
-	User       string
-	GroupAdd   []string
-	Binds      []string // "host:ctr[:ro]": the daemon creates missing sources
-	UsernsMode string
-	Cmd        []string
-	Env        []string
+	User       string   // the --user spec; "" for the image's default (root)
+	GroupAdd   []string // --group-add
+	Binds      []string // "hostpath:ctrpath[:ro]"; the daemon creates missing sources
+	UsernsMode string   // "" or "host"
+	Cmd        []string // run as is: the image has no entrypoint
+	Env        []string // "NAME=value"
 }
 
-// Run creates, starts and waits for a container without a network and
-// returns its combined output and exit code. A container the daemon
-// refuses to create or start is reported with code -1 and the daemon's
-// error as output.
-func (d *Daemon) Run(t testing.TB, image string, o RunOpts) (string, int) {
+// Run creates, starts and waits for a container without a network, removes
+// it, and returns its output and its exit code. The output holds stdout and
+// stderr together: each stream in order, but the daemon logs the two
+// separately, so lines of one may come before earlier lines of the other. A non-zero exit is not a failure. A container the
+// daemon refuses to create or start returns the daemon's error as output
+// and code -1, because tests prove such refusals too; any other Engine API
+// failure fails the test.
+func (d *Daemon) Run(t testing.TB, image string, o RunOpts) (out string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cr, err := d.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: &container.Config{Image: image, User: o.User, Cmd: o.Cmd, Env: o.Env},
-		HostConfig: &container.HostConfig{NetworkMode: "none", Binds: o.Binds, GroupAdd: o.GroupAdd,
-			UsernsMode: container.UsernsMode(o.UsernsMode)},
+	created, err := d.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
+			Image:  image,
+			User:   o.User,
+			Cmd:    o.Cmd,
+			Env:    o.Env,
+			Labels: map[string]string{"org.volperm.testenv": "run"},
+		},
+		HostConfig: &container.HostConfig{
+			Binds:    o.Binds,
+			GroupAdd: o.GroupAdd,
+			// No network: remap daemons run with --bridge=none, and no
+			// test needs one.
+			NetworkMode: "none",
+			UsernsMode:  container.UsernsMode(o.UsernsMode),
+			// The output is read back through the API, which the default
+			// daemon's configured log driver might not support.
+			LogConfig: container.LogConfig{Type: "json-file"},
+		},
 	})
 	if err != nil {
 		return err.Error(), -1
 	}
 	defer func() {
-		_, _ = d.Client.ContainerRemove(context.Background(), cr.ID, client.ContainerRemoveOptions{Force: true})
+		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer rcancel()
+		if _, err := d.Client.ContainerRemove(rctx, created.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+			t.Errorf("testenv: removing container %.12s: %v", created.ID, err)
+		}
 	}()
-	if _, err := d.Client.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
+	if _, err := d.Client.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return err.Error(), -1
 	}
-	wait := d.Client.ContainerWait(ctx, cr.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
-	var code int
+	wait := d.Client.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	select {
 	case res := <-wait.Result:
+		if res.Error != nil {
+			t.Fatalf("testenv: waiting for container %.12s: %s", created.ID, res.Error.Message)
+		}
 		code = int(res.StatusCode)
 	case err := <-wait.Error:
-		t.Fatalf("waiting for container: %v", err)
+		t.Fatalf("testenv: waiting for container %.12s: %v", created.ID, err)
 	}
-	logs, err := d.Client.ContainerLogs(ctx, cr.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	logs, err := d.Client.ContainerLogs(ctx, created.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		t.Fatalf("reading container output: %v", err)
+		t.Fatalf("testenv: reading the output of container %.12s: %v", created.ID, err)
 	}
 	defer logs.Close()
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, logs); err != nil && err != io.EOF {
-		t.Fatalf("reading container output: %v", err)
+	var buf bytes.Buffer
+	if _, err := stdcopy.StdCopy(&buf, &buf, logs); err != nil {
+		t.Fatalf("testenv: reading the output of container %.12s: %v", created.ID, err)
 	}
-	return out.String(), code
+	return buf.String(), code
 }
 
 // Owner is a uid:gid pair.
 type Owner struct{ UID, GID uint32 }
 
-func sanitize(spec string) string { return strings.NewReplacer(":", "_", "/", "_").Replace(spec) }
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
 
-// CreateAs runs, for each container user spec, a container that creates
-// /x/f-<spec> in dir (bind-mounted at /x) and returns what the host sees
-// as the owner of each file.
+// CreateAs runs, for each container user spec (such as "0", "33:33" or
+// "1000"), a container as that user that creates /x/f-<spec> (with
+// characters other than letters, digits, '.', '_' and '-' replaced by '_')
+// in dir, bind-mounted at /x; it returns, for each spec, the owner the host
+// sees. The caller makes dir writable for those users (chmod 1777, say). A
+// file left from an earlier call is removed first, so that the owner is
+// the creator's.
 func (d *Daemon) CreateAs(t testing.TB, image, dir string, users []string) map[string]Owner {
 	t.Helper()
-	got := map[string]Owner{}
-	for _, u := range users {
-		name := "f-" + sanitize(u)
-		out, code := d.Run(t, image, RunOpts{User: u, Binds: []string{dir + ":/x"}, Cmd: []string{"touch", "/x/" + name}})
+	got := make(map[string]Owner, len(users))
+	for _, spec := range users {
+		name := "f-" + sanitize(spec)
+		path := filepath.Join(dir, name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("testenv: removing %s: %v", path, err)
+		}
+		out, code := d.Run(t, image, RunOpts{User: spec, Binds: []string{dir + ":/x"}, Cmd: []string{"touch", "/x/" + name}})
 		if code != 0 {
-			t.Fatalf("container as %s could not create a file: exit %d: %s", u, code, out)
+			t.Fatalf("testenv: a container as %q could not create /x/%s (exit %d): %s", spec, name, code, out)
 		}
-		fi, err := os.Lstat(filepath.Join(dir, name))
+		fi, err := os.Lstat(path)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("testenv: the container as %q exited 0 but the host sees no file: %v", spec, err)
 		}
-		got[u] = ownerOf(fi)
+		st := fi.Sys().(*syscall.Stat_t)
+		got[spec] = Owner{st.Uid, st.Gid}
 	}
 	return got
 }
 
-// SeenAs returns, for each entry of dir, the owner a container (as root)
-// sees through a bind mount at /x.
+// sanitize makes a user spec usable in a file name.
+func sanitize(spec string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, spec)
+}
+
+// SeenAs runs a container as root with dir bind-mounted at /x and returns,
+// for each entry of dir (not recursive, dot files included), the owner the
+// container sees. Names with newlines are not supported.
 func (d *Daemon) SeenAs(t testing.TB, image, dir string) map[string]Owner {
 	t.Helper()
-	out, code := d.Run(t, image, RunOpts{User: "0:0", Binds: []string{dir + ":/x"}, Cmd: []string{"sh", "-c", "cd /x && stat -c '%n %u %g' *"}})
+	// Owners first, so that names with spaces survive the parsing.
+	out, code := d.Run(t, image, RunOpts{User: "0:0", Binds: []string{dir + ":/x"},
+		Cmd: []string{"find", "/x", "-mindepth", "1", "-maxdepth", "1", "-exec", "stat", "-c", "%u %g %n", "{}", "+"}})
 	if code != 0 {
-		t.Fatalf("listing owners in a container: exit %d: %s", code, out)
+		t.Fatalf("testenv: listing the owners under /x in a container (exit %d): %s", code, out)
 	}
 	seen := map[string]Owner{}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			t.Fatalf("unexpected stat line %q", line)
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if line == "" {
+			continue
 		}
-		u, err1 := strconv.ParseUint(f[1], 10, 32)
-		g, err2 := strconv.ParseUint(f[2], 10, 32)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("unexpected stat line %q", line)
+		f := strings.SplitN(line, " ", 3)
+		if len(f) != 3 || !strings.HasPrefix(f[2], "/x/") {
+			t.Fatalf("testenv: unexpected stat line %q in:\n%s", line, out)
 		}
-		seen[f[0]] = Owner{uint32(u), uint32(g)}
+		uid, err1 := strconv.ParseUint(f[0], 10, 32)
+		gid, err2 := strconv.ParseUint(f[1], 10, 32)
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("testenv: parsing stat line %q: %v", line, err)
+		}
+		seen[strings.TrimPrefix(f[2], "/x/")] = Owner{uint32(uid), uint32(gid)}
 	}
 	return seen
 }
-
-func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
