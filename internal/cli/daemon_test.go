@@ -263,6 +263,25 @@ func TestPluginAgainstDaemon(t *testing.T) {
 			t.Errorf("docker volperm map --table output lacks %q:\n%s", want, out)
 		}
 	}
+
+	// docker volperm doctor, on a project for that daemon: its image
+	// resolves the user and the remap shapes the finding.
+	img := testenv.Image(t, d)
+	proj := t.TempDir()
+	if err := os.WriteFile(filepath.Join(proj, "compose.yaml"), []byte("services:\n  app:\n    image: "+img+"\n    user: www-data\n    volumes: [\"./logs:/logs\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(docker, "-H", d.Host, "volperm", "doctor", "--project-dir", proj)
+	cmd.Env = slicesWithout(append(os.Environ(), "DOCKER_CONFIG="+cfg), "DOCKER_HOST=")
+	out, err = cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != ExitFindings {
+		t.Fatalf("docker volperm doctor: exit %d (%v)\n%s", code, err, out)
+	}
+	for _, want := range []string{"VP101", "owned by host 100000:100000", "install -d -o 100033 -g 100033 -m 0755"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("docker volperm doctor output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func slicesWithout(env []string, prefix string) []string {

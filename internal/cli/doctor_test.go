@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"context"
+	"time"
+
 	"encoding/json"
 	"fmt"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -630,4 +635,153 @@ func TestDoctorBadInput(t *testing.T) {
 			t.Fatalf("exit %d: %q", code, stderr)
 		}
 	})
+}
+
+// createContainer creates (and, with start, starts) a container that runs
+// until the test ends.
+func createContainer(t *testing.T, d *testenv.Daemon, img, user string, binds []string, start bool) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := fmt.Sprintf("vp-doctor-%d", time.Now().UnixNano())
+	_, err := d.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:       name,
+		Config:     &container.Config{Image: img, User: user, Cmd: []string{"sleep", "300"}},
+		HostConfig: &container.HostConfig{NetworkMode: "none", Binds: binds},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = d.Client.ContainerRemove(context.Background(), name, client.ContainerRemoveOptions{Force: true})
+	})
+	if start {
+		if _, err := d.Client.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return name
+}
+
+// TestDoctorContainers reads created and running containers through the
+// Engine API: the user from the container's Config.User and its own
+// /etc/passwd, the mounts, and for a running container its real id maps.
+func TestDoctorContainers(t *testing.T) {
+	testenv.NeedRoot(t)
+	plain := testenv.NeedDocker(t)
+	img := testenv.Image(t, plain)
+	data, err := os.MkdirTemp("", "vp-ctr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(data) })
+	mkdirOwned(t, data, 0, 0, 0o755)
+
+	created := createContainer(t, plain, img, "node", []string{data + ":/data"}, false)
+	r, code := doctor(t, plain.Host, t.TempDir(), "--container", created)
+	if code != ExitFindings || len(r.Workloads) != 1 {
+		t.Fatalf("exit %d, workloads %+v", code, r.Workloads)
+	}
+	if w := r.Workloads[0]; w.User == nil || w.User.UID != 1000 || w.UserSpec != "node" || w.Name != created {
+		t.Fatalf("workload %+v", w)
+	}
+	if f := one(t, r, "VP102"); f.Mount != "/data" || f.Path != data {
+		t.Fatalf("VP102 %+v", f)
+	}
+
+	testenv.EnsureUser(t, remapUser)
+	d := testenv.RemapDaemon(t, testenv.Layout{User: remapUser, SubUID: []string{"vpmap:100000:65536"}, SubGID: []string{"vpmap:100000:65536"}})
+	rimg := testenv.Image(t, d)
+	hostOwned, err := os.MkdirTemp("", "vp-ctr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(hostOwned) })
+	mkdirOwned(t, hostOwned, 1000, 1000, 0o755)
+	running := createContainer(t, d, rimg, "", []string{hostOwned + ":/data"}, true)
+	r, _ = doctor(t, d.Host, t.TempDir(), "--all-containers")
+	var found bool
+	for _, w := range r.Workloads {
+		if w.Name == running {
+			found = true
+			if !w.Remapped || w.HostUser == nil || w.HostUser.UID != 100000 {
+				t.Errorf("running remapped container %+v", w)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("--all-containers did not list %s: %+v", running, r.Workloads)
+	}
+	if f := one(t, r, "VP105"); f.Workload != running {
+		t.Errorf("VP105 for %s, want %s", f.Workload, running)
+	}
+}
+
+// TestDoctorFormats checks the text and SARIF reports on a real project.
+func TestDoctorFormats(t *testing.T) {
+	testenv.NeedRoot(t)
+	d := testenv.NeedDocker(t)
+	img := testenv.Image(t, d)
+	dir := project(t, fmt.Sprintf("# seed 000\nservices:\n  app:\n    image: %s\n    user: node\n    volumes:\n      - ./logs:/home/node/app/logs\n", img))
+	wd, _ := os.Getwd()
+	os.Chdir(dir)
+	defer os.Chdir(wd)
+
+	stdout, _, code := runCLI(t, d.Host, "doctor")
+	for _, want := range []string{
+		"app (compose.yaml:3): runs as uid 1000 node gids [1000 2000] (same ids on the host: no userns remap)",
+		"error   VP101 " + filepath.Join(dir, "logs") + " -> /home/node/app/logs",
+		"install -d -o 1000 -g 1000 -m 0755 " + filepath.Join(dir, "logs"),
+		"1 error(s), 0 warning(s), 0 info",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("text report lacks %q:\n%s", want, stdout)
+		}
+	}
+	if code != ExitFindings || strings.Contains(stdout, "\x1b[") {
+		t.Errorf("exit %d; colour codes in a non-terminal: %v", code, strings.Contains(stdout, "\x1b["))
+	}
+
+	stdout, _, _ = runCLI(t, d.Host, "doctor", "--format", "sarif")
+	var log struct {
+		Version string `json:"version"`
+		Runs    []struct {
+			Tool struct {
+				Driver struct {
+					Name  string `json:"name"`
+					Rules []struct {
+						ID string `json:"id"`
+					} `json:"rules"`
+				} `json:"driver"`
+			} `json:"tool"`
+			Results []struct {
+				RuleID    string `json:"ruleId"`
+				Level     string `json:"level"`
+				Locations []struct {
+					PhysicalLocation struct {
+						ArtifactLocation struct {
+							URI string `json:"uri"`
+						} `json:"artifactLocation"`
+						Region struct {
+							StartLine int `json:"startLine"`
+						} `json:"region"`
+					} `json:"physicalLocation"`
+				} `json:"locations"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &log); err != nil {
+		t.Fatalf("SARIF: %v\n%s", err, stdout)
+	}
+	if log.Version != "2.1.0" || len(log.Runs) != 1 || log.Runs[0].Tool.Driver.Name != "volperm" || len(log.Runs[0].Tool.Driver.Rules) != len(diag.Rules) {
+		t.Fatalf("SARIF envelope %+v", log)
+	}
+	res := log.Runs[0].Results
+	if len(res) != 1 || res[0].RuleID != "VP101" || res[0].Level != "error" || len(res[0].Locations) != 1 {
+		t.Fatalf("SARIF results %+v", res)
+	}
+	// The location is the volume entry's line in the compose file.
+	if loc := res[0].Locations[0].PhysicalLocation; loc.ArtifactLocation.URI != "compose.yaml" || loc.Region.StartLine != 7 {
+		t.Errorf("SARIF location %+v, want compose.yaml:7", loc)
+	}
 }

@@ -47,16 +47,18 @@ var logMu sync.Mutex
 
 // Load reads and merges the project.
 func Load(ctx context.Context, o Options) (*Project, error) {
-	opts := []cli.ProjectOptionsFn{
+	var opts []cli.ProjectOptionsFn
+	if o.ProjectDir != "" {
+		// First: the default file lookup and .env are relative to it.
+		opts = append(opts, cli.WithWorkingDirectory(o.ProjectDir))
+	}
+	opts = append(opts,
 		cli.WithEnv(o.Env),
 		cli.WithEnvFiles(),
 		cli.WithDotEnv,
 		cli.WithDefaultConfigPath,
 		cli.WithResolvedPaths(true),
-	}
-	if o.ProjectDir != "" {
-		opts = append(opts, cli.WithWorkingDirectory(o.ProjectDir))
-	}
+	)
 	po, err := cli.NewProjectOptions(o.Files, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading compose project: %w", err)
