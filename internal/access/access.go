@@ -57,9 +57,9 @@ func Check(f File, c Cred, want Want) Decision {
 	}
 	perm, why := classPerm(f, c)
 	if perm&want == want {
-		return Decision{true, fmt.Sprintf("%s grants %s", why, acl.PermString(perm))}
+		return Decision{true, fmt.Sprintf("%s: %s", why, acl.PermString(perm))}
 	}
-	return Decision{false, fmt.Sprintf("%s grants only %s, %s needed", why, acl.PermString(perm), wantString(want))}
+	return Decision{false, fmt.Sprintf("%s: %s, but %s is needed", why, acl.PermString(perm), wantString(want))}
 }
 
 func capOverride(f File, c Cred, want Want) (Decision, bool) {

@@ -28,6 +28,7 @@ type doctorOptions struct {
 	containers    []string
 	allContainers bool
 	hostOnly      bool
+	daemonConfig  string
 	format        string
 	failOn        string
 }
@@ -61,6 +62,7 @@ Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 usage 
 	f.StringArrayVar(&o.containers, "container", nil, "created or running container to check (repeatable)")
 	f.BoolVar(&o.allContainers, "all-containers", false, "check every container")
 	f.BoolVar(&o.hostOnly, "host", false, "check only the Docker host (socket, remap setup)")
+	f.StringVar(&o.daemonConfig, "daemon-config", "", "daemon.json to check (default: the running dockerd's --config-file, else "+host.DefaultDaemonConfig+")")
 	f.StringVarP(&o.format, "format", "o", "text", "output format: text, json or sarif")
 	f.StringVar(&o.failOn, "fail-on", "error", "exit 1 when a finding is at or above: info, warning or error")
 	return cmd
@@ -127,11 +129,9 @@ func gather(ctx context.Context, o doctorOptions) (*doctorRun, error) {
 		return nil, incompleteError{fmt.Errorf("cannot reach the docker daemon at %s to read containers", ep.Host)}
 	}
 
-	daemonMap, err := daemonMapping(facts, ep, run)
-	if err != nil {
-		return nil, err
-	}
+	daemonMap, setup := daemonMapping(facts, ep, o.daemonConfig, run)
 	run.host = hostFacts(ep, run)
+	run.host.Remap = setup
 
 	useCompose := !o.hostOnly && (len(o.files) > 0 || o.projectDir != "" || len(o.containers) == 0 && !o.allContainers)
 	if useCompose {
@@ -186,17 +186,21 @@ func dirOr(d string) string {
 	return d
 }
 
-// daemonMapping is the remap containers get unless userns_mode is host.
-func daemonMapping(facts *engine.Facts, ep engine.Endpoint, run *doctorRun) (idmap.Mapping, error) {
+// daemonMapping is the remap containers get unless userns_mode is host,
+// and the configured remap's setup for the host rules. A remap the daemon
+// would refuse is a finding, not a failure: workloads are then analysed
+// without it.
+func daemonMapping(facts *engine.Facts, ep engine.Endpoint, cfgFlag string, run *doctorRun) (idmap.Mapping, *diag.RemapSetup) {
 	src := remap.Sources{}
 	if p, ok := host.ServingDockerd(host.DockerdProcesses("/proc"), ep.Host); ok {
 		src.Dockerd = &p
 	}
-	cfgPath := host.DefaultDaemonConfig
-	if src.Dockerd != nil {
-		if p, ok := src.Dockerd.Flag("--config-file"); ok {
-			cfgPath = p
-		}
+	cfgPath := cfgFlag
+	if cfgPath == "" && src.Dockerd != nil {
+		cfgPath, _ = src.Dockerd.Flag("--config-file")
+	}
+	if cfgPath == "" {
+		cfgPath = host.DefaultDaemonConfig
 	}
 	src.Config, src.ConfigErr = host.ReadDaemonConfig(cfgPath)
 	if facts != nil {
@@ -207,12 +211,30 @@ func daemonMapping(facts *engine.Facts, ep engine.Endpoint, run *doctorRun) (idm
 		run.notes = append(run.notes, vnote)
 	}
 	src.Version = v
+
+	setup := &diag.RemapSetup{Files: remap.HostFiles, Kernel: host.ReadKernel("/")}
+	setup.SubUID, _ = identity.ParseSubIDFile(remap.HostFiles.SubUID)
+	setup.SubGID, _ = identity.ParseSubIDFile(remap.HostFiles.SubGID)
+	setup.Users, _ = identity.ParsePasswdFile(remap.HostFiles.Passwd)
+	spec, from, conflict := remap.Configured(src)
+	switch {
+	case src.ConfigErr != nil:
+		setup.Spec, setup.Source, setup.Err = "(unreadable)", cfgPath, fmt.Errorf("dockerd will not start: %w", src.ConfigErr)
+	case conflict != "":
+		setup.Spec, setup.Source, setup.Err = spec, from, errors.New(conflict)
+	case spec != "":
+		setup.Spec, setup.Source = spec, from
+		res, err := remap.Resolve(remap.HostFiles, remap.Sources{Flag: spec, Version: v})
+		setup.Err, setup.Account = err, res.Account
+	}
+
 	res, err := remap.Resolve(remap.HostFiles, src)
 	if err != nil {
-		return idmap.Mapping{}, err
+		run.notes = append(run.notes, "the configured userns-remap cannot be laid out ("+oneLine(err.Error())+"): workloads are analysed without remapping")
+		return idmap.HostIdentity(), setup
 	}
 	run.notes = append(run.notes, res.Notes...)
-	return res.Mapping, nil
+	return res.Mapping, setup
 }
 
 func applyMapping(w *workload.Workload, daemon idmap.Mapping) {

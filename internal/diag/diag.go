@@ -98,9 +98,11 @@ type Host struct {
 	SocketNode *Node
 	// SocketGroupMembers lists host users in the socket's group.
 	SocketGroupMembers []string
-	// SystemUsers are the host's real accounts, by uid, for telling a
-	// host user's directory from a daemon-created one.
+	// HostUsers are the host's accounts other than root, by uid, for
+	// telling a host user's directory from a daemon-created one.
 	HostUsers map[uint32]string
+	// Remap is the configured userns-remap and its host facts.
+	Remap *RemapSetup
 }
 
 // Input is what the rules run over.

@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	"github.com/volperm/volperm/internal/access"
+	"github.com/volperm/volperm/internal/host"
 	"github.com/volperm/volperm/internal/identity"
 	"github.com/volperm/volperm/internal/idmap"
+	"github.com/volperm/volperm/internal/remap"
 	"github.com/volperm/volperm/internal/workload"
 )
 
@@ -118,5 +120,37 @@ func TestRuleIDsStable(t *testing.T) {
 			t.Errorf("rule %+v", r.ID)
 		}
 		seen[r.ID] = true
+	}
+}
+
+func TestRemapSetupRules(t *testing.T) {
+	sub := func(text string) []identity.SubID {
+		l, err := identity.ParseSubID(strings.NewReader(text), "/etc/subuid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	users, _ := identity.ParsePasswd(strings.NewReader("root:x:0:0::/root:/bin/sh\nmino:x:1000:1000::/home/mino:/bin/sh\nann:x:1001:1001::/home/ann:/bin/sh\nvp:x:990:990::/:/bin/false\n"), "passwd")
+	for _, tc := range []struct {
+		name  string
+		setup RemapSetup
+		want  string
+	}{
+		{"clean", RemapSetup{Spec: "vp", SubUID: sub("vp:100000:65536\n"), SubGID: sub("vp:100000:65536\n"), Users: users, Kernel: host.Kernel{UserNS: "y", MaxUserNamespaces: 15000}}, ""},
+		{"no CONFIG_USER_NS", RemapSetup{Spec: "vp", Kernel: host.Kernel{UserNS: "n", ConfigFile: "/proc/config.gz", MaxUserNamespaces: 15000}}, "VP303:error"},
+		{"max_user_namespaces 0", RemapSetup{Spec: "vp", Kernel: host.Kernel{UserNS: "y", MaxUserNamespaces: 0}}, "VP303:error"},
+		{"no remap configured, no userns: fine", RemapSetup{Kernel: host.Kernel{UserNS: "n", MaxUserNamespaces: 0}}, ""},
+		{"seed 004 host user first", RemapSetup{Spec: "mino", SubUID: sub("mino:1000:1\nmino:100000:65536\n"), Users: users, Kernel: host.Kernel{MaxUserNamespaces: 1}}, "VP304:info"},
+		{"seed 003 covers another account", RemapSetup{Spec: "mino", SubUID: sub("mino:1000:65536\n"), Users: users, Kernel: host.Kernel{MaxUserNamespaces: 1}}, "VP304:warning VP304:info"},
+		{"dockremap overlaps a user", RemapSetup{Spec: "vp", Account: remap.Account{User: "vp", UID: 990}, SubUID: sub("ann:100000:65536\nvp:100000:65536\n"), Users: users, Kernel: host.Kernel{MaxUserNamespaces: 1}}, "VP304:error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.setup
+			got := Run(&Input{Host: Host{Remap: &s}, Stat: fakeStat(nil)})
+			if ids(got) != tc.want {
+				t.Fatalf("findings %q, want %q\n%+v", ids(got), tc.want, got)
+			}
+		})
 	}
 }

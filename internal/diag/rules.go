@@ -44,6 +44,15 @@ var Rules = []Rule{
 	{ID: "VP301", Name: "root-writes-system-path", Summary: "container root (no remap) has a read-write bind of a host system path",
 		Doc: "Container root is host root: it can delete or replace host binaries and configuration (seed 001: rm through -v /bin:/host).",
 		Run: perBind(systemPath)},
+	{ID: "VP302", Name: "remap-will-not-start", Summary: "userns-remap is configured but dockerd will not start with it",
+		Doc: "The remap user or group does not exist, or has no line in /etc/subuid or /etc/subgid, or a line is malformed. dockerd exits at start-up with one line on stderr, which systemd shows only as \"Failed to start Docker Application Container Engine\".",
+		Run: remapWillNotStart},
+	{ID: "VP303", Name: "userns-unavailable", Summary: "user namespaces are unavailable in the kernel while remapping is configured",
+		Doc: "CONFIG_USER_NS is off (\"USER namespaces aren't enabled in the kernel\") or user.max_user_namespaces is 0: remapped containers cannot start.",
+		Run: usernsUnavailable},
+	{ID: "VP304", Name: "subordinate-ranges-overlap", Summary: "subordinate id ranges overlap between users, or cover real host accounts",
+		Doc: "Two owners of one host id range can each act as those ids: a container of one can read and write what the other's containers own. A range that covers a real host account makes that account's files container-owned. The deliberate \"host user is container root\" line of seeds 003/004 (a range starting at the owner's own id) is reported as info.",
+		Run: rangesOverlap},
 	{ID: "VP401", Name: "user-not-in-image", Summary: "user: or group_add names a user or group the image does not have",
 		Doc: "The daemon resolves names in the image's own /etc/passwd and /etc/group at start and refuses the container.",
 		Run: userMissing},
@@ -353,7 +362,6 @@ func socketGroup(b bindCtx) []Finding {
 		Fix: []Fix{
 			{Description: fmt.Sprintf("add the socket's gid %d to the service's groups (numeric: the name need not exist in the image)", gid),
 				YAML: fmt.Sprintf("services:\n  %s:\n    group_add:\n      - \"%d\"\n", b.w.Name, gid)},
-			{Description: "or use volperm exec as the entrypoint: it adds the user to a group with the socket's gid at start"},
 		}}}
 }
 

@@ -1,6 +1,10 @@
 package host
 
 import (
+	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,4 +71,36 @@ func FuzzParseDaemonConfig(f *testing.F) {
 			t.Fatalf("multi-line error %q", err)
 		}
 	})
+}
+
+func TestReadKernel(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, text string) {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var data []byte
+		if strings.HasSuffix(p, ".gz") {
+			var b bytes.Buffer
+			gz := gzip.NewWriter(&b)
+			gz.Write([]byte(text))
+			gz.Close()
+			data = b.Bytes()
+		} else {
+			data = []byte(text)
+		}
+		if err := os.WriteFile(full, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("proc/sys/user/max_user_namespaces", "0\n")
+	write("proc/config.gz", "CONFIG_FOO=y\n# CONFIG_USER_NS is not set\n")
+	k := ReadKernel(root)
+	if k.UserNS != "n" || k.MaxUserNamespaces != 0 || k.UnprivilegedClone != -1 || k.ConfigFile != filepath.Join(root, "proc/config.gz") {
+		t.Fatalf("%+v", k)
+	}
+	if real := ReadKernel("/"); real.MaxUserNamespaces < 0 {
+		t.Logf("this host hides max_user_namespaces: %+v", real)
+	}
 }

@@ -74,20 +74,9 @@ func pickSpec(r *Result, f Files, s Sources) (string, error) {
 		r.Source = "--remap"
 		return s.Flag, nil
 	}
-	var cfgSpec, cmdSpec string
-	if s.Config != nil {
-		cfgSpec = s.Config.UsernsRemap
-	}
-	if s.Dockerd != nil {
-		cmdSpec, _ = s.Dockerd.Flag("--userns-remap")
-	}
-	configured, from := cmdSpec, fmt.Sprintf("the dockerd command line (pid %d)", pidOf(s.Dockerd))
-	if cfgSpec != "" && cmdSpec != "" {
-		r.Notes = append(r.Notes, fmt.Sprintf(
-			"userns-remap is set both in %s and on the dockerd command line: dockerd refuses to start so (\"the following directives are specified both as a flag and in the configuration file: userns-remap\"); using the command line, the running daemon's",
-			s.Config.Path))
-	} else if cfgSpec != "" {
-		configured, from = cfgSpec, s.Config.Path
+	configured, from, conflict := Configured(s)
+	if conflict != "" {
+		r.Notes = append(r.Notes, conflict)
 	}
 	if configured == "" && s.ConfigErr != nil {
 		return "", s.ConfigErr
@@ -122,6 +111,28 @@ func pickSpec(r *Result, f Files, s Sources) (string, error) {
 	}
 	r.Source = fmt.Sprintf("the running daemon's root %s and the owner of that range in %s", s.Daemon.RootSuffix, f.SubUID)
 	return owner, nil
+}
+
+// Configured is the userns-remap the daemon is configured with: the
+// dockerd command line (the running daemon's), else daemon.json. conflict
+// explains when both set it, which dockerd refuses.
+func Configured(s Sources) (spec, from, conflict string) {
+	var cfgSpec, cmdSpec string
+	if s.Config != nil {
+		cfgSpec = s.Config.UsernsRemap
+	}
+	if s.Dockerd != nil {
+		cmdSpec, _ = s.Dockerd.Flag("--userns-remap")
+	}
+	spec, from = cmdSpec, fmt.Sprintf("the dockerd command line (pid %d)", pidOf(s.Dockerd))
+	if cfgSpec != "" && cmdSpec != "" {
+		conflict = fmt.Sprintf(
+			"userns-remap is set both in %s and on the dockerd command line: dockerd refuses to start so (\"the following directives are specified both as a flag and in the configuration file: userns-remap\"); using the command line, the running daemon's",
+			s.Config.Path)
+	} else if cfgSpec != "" {
+		spec, from = cfgSpec, s.Config.Path
+	}
+	return spec, from, conflict
 }
 
 func pidOf(p *host.Process) int {
