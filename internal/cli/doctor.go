@@ -130,8 +130,15 @@ func gather(ctx context.Context, o doctorOptions) (*doctorRun, error) {
 	}
 
 	daemonMap, setup := daemonMapping(facts, ep, o.daemonConfig, run)
+	// The host itself is checked with --host, or whenever a daemon answers
+	// (then it is the host being diagnosed); a compose file analysed
+	// statically may be meant for another machine.
 	run.host = hostFacts(ep, run)
-	run.host.Remap = setup
+	if facts != nil || o.hostOnly || o.daemonConfig != "" {
+		run.host.Remap = setup
+	} else {
+		run.host.SocketNode = nil
+	}
 
 	useCompose := !o.hostOnly && (len(o.files) > 0 || o.projectDir != "" || len(o.containers) == 0 && !o.allContainers)
 	if useCompose {
