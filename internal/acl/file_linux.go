@@ -46,3 +46,41 @@ func Set(path, xattr string, a ACL) error {
 	}
 	return nil
 }
+
+// GetFd reads an ACL through an open file descriptor, for walks that must
+// not re-resolve paths.
+func GetFd(fd int, xattr string) (ACL, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Fgetxattr(fd, xattr, buf)
+		switch {
+		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP):
+			return nil, nil
+		case errors.Is(err, unix.ERANGE):
+			buf = make([]byte, len(buf)*4)
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading %s: %w", xattr, err)
+		}
+		return Decode(buf[:n])
+	}
+}
+
+// SetFd writes an ACL through an open file descriptor.
+func SetFd(fd int, xattr string, a ACL) error {
+	if err := a.Sorted().Valid(); err != nil {
+		return fmt.Errorf("setting %s: %w", xattr, err)
+	}
+	if err := unix.Fsetxattr(fd, xattr, a.Encode(), 0); err != nil {
+		return fmt.Errorf("setting %s: %w", xattr, err)
+	}
+	return nil
+}
+
+// Remove deletes an ACL xattr through a descriptor; a missing one is fine.
+func RemoveFd(fd int, xattr string) error {
+	if err := unix.Fremovexattr(fd, xattr); err != nil && !errors.Is(err, unix.ENODATA) {
+		return fmt.Errorf("removing %s: %w", xattr, err)
+	}
+	return nil
+}

@@ -9,9 +9,9 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/volperm/volperm/internal/access"
+	"github.com/volperm/volperm/internal/plan"
 	"github.com/volperm/volperm/internal/workload"
 )
 
@@ -58,11 +58,30 @@ func (s *Severity) UnmarshalText(b []byte) error {
 	return err
 }
 
-// Fix is one step that resolves a finding.
+// Fix is one way to resolve a finding: a description, and the steps that
+// carry it out (rendered as shell, or as compose YAML), when it can be
+// automated.
 type Fix struct {
-	Description string `json:"description"`
-	Shell       string `json:"shell,omitempty"`
-	YAML        string `json:"yaml,omitempty"`
+	Description string      `json:"description"`
+	Shell       string      `json:"shell,omitempty"`
+	YAML        string      `json:"yaml,omitempty"`
+	Steps       []plan.Step `json:"-"`
+}
+
+// fixOf builds a fix from steps: file steps give the shell text, compose
+// edits the YAML to add.
+func fixOf(desc string, steps ...plan.Step) Fix {
+	f := Fix{Description: desc, Steps: steps}
+	var files []plan.Step
+	for _, s := range steps {
+		if c, ok := s.(plan.ComposeEdit); ok {
+			f.YAML += c.YAML()
+			continue
+		}
+		files = append(files, s)
+	}
+	f.Shell = plan.ShellOf(files)
+	return f
 }
 
 // Finding is one problem.
@@ -150,12 +169,4 @@ func Max(fs []Finding) (Severity, bool) {
 	return m, true
 }
 
-// shellQuote quotes a word for POSIX sh when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:=,@%", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+func shellQuote(s string) string { return plan.Quote(s) }

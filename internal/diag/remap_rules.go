@@ -8,6 +8,7 @@ import (
 	"github.com/volperm/volperm/internal/host"
 	"github.com/volperm/volperm/internal/identity"
 	"github.com/volperm/volperm/internal/idmap"
+	"github.com/volperm/volperm/internal/plan"
 	"github.com/volperm/volperm/internal/remap"
 )
 
@@ -38,8 +39,8 @@ func remapWillNotStart(in *Input) []Finding {
 	case errors.As(s.Err, &nr):
 		f.Message = fmt.Sprintf("userns-remap=%s (%s) but %s has no line for %s: dockerd %s refuses to start, printing %q.",
 			s.Spec, s.Source, nr.File, nr.User, nr.Version, nr.DaemonMessage())
-		f.Fix = []Fix{{Description: fmt.Sprintf("give %s a free range of 65536 ids in %s", nr.User, nr.File),
-			Shell: fmt.Sprintf("echo %s >> %s", shellQuote(nr.Suggest), shellQuote(nr.File))}}
+		f.Fix = []Fix{fixOf(fmt.Sprintf("give %s a free range of 65536 ids in %s", nr.User, nr.File),
+			plan.AppendLine{File: nr.File, Line: nr.Suggest})}
 	case errors.As(s.Err, &mu):
 		f.Message = fmt.Sprintf("userns-remap=%s (%s): dockerd refuses to start, printing %q.", s.Spec, s.Source, mu.Msg)
 		f.Fix = []Fix{{Description: mu.Fix}}

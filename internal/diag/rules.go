@@ -9,6 +9,7 @@ import (
 	"github.com/volperm/volperm/internal/access"
 	"github.com/volperm/volperm/internal/acl"
 	"github.com/volperm/volperm/internal/idmap"
+	"github.com/volperm/volperm/internal/plan"
 	"github.com/volperm/volperm/internal/workload"
 )
 
@@ -170,7 +171,7 @@ func createFix(b bindCtx, root idmap.Pair) []Fix {
 		owner = primaryHost(b.w)
 		desc = fmt.Sprintf("create it owned by the workload's host ids %d:%d, so it is writable without opening it to others", owner.UID, owner.GID)
 	}
-	return []Fix{{Description: desc, Shell: fmt.Sprintf("install -d -o %d -g %d -m 0755 %s", owner.UID, owner.GID, shellQuote(b.m.Source))}}
+	return []Fix{fixOf(desc, plan.Mkdir{Path: b.m.Source, UID: owner.UID, GID: owner.GID, Mode: 0o755})}
 }
 
 func upperFirst(s string) string {
@@ -251,16 +252,12 @@ func grantFixes(b bindCtx, write bool) []Fix {
 	if write {
 		perm = "rwX"
 	}
-	src := shellQuote(b.m.Source)
-	chown := Fix{Description: fmt.Sprintf("make the workload's host ids %d:%d the owner", h.UID, h.GID),
-		Shell: fmt.Sprintf("chown %d:%d %s", h.UID, h.GID, src)}
-	aclSpec := fmt.Sprintf("u:%d:%s", h.UID, perm)
-	if b.node.Dir {
-		aclSpec += fmt.Sprintf(",d:u:%d:%s", h.UID, perm)
-	}
-	grant := Fix{Description: fmt.Sprintf("keep the owner and grant host uid %d %s with a POSIX ACL (and a default ACL for new files)", h.UID, perm),
-		Shell: fmt.Sprintf("setfacl -m %s %s", aclSpec, src)}
-	if _, hostUser := b.in.Host.HostUsers[b.node.UID]; hostUser && b.node.UID != 0 {
+	chown := fixOf(fmt.Sprintf("make the workload's host ids %d:%d the owner", h.UID, h.GID),
+		plan.Chown{Path: b.m.Source, UID: h.UID, GID: h.GID})
+	grant := fixOf(fmt.Sprintf("keep the owner and grant host uid %d %s with a POSIX ACL (and a default ACL for new files)", h.UID, perm),
+		plan.Grant{Path: b.m.Source, ID: h.UID, Perm: perm, Default: b.node.Dir})
+	_, hostUser := b.in.Host.HostUsers[b.node.UID]
+	if hostUser && b.node.UID != 0 || plan.CheckOwnable(b.m.Source) != nil {
 		return []Fix{grant, chown}
 	}
 	return []Fix{chown, grant}
@@ -273,10 +270,10 @@ func worldWritable(b bindCtx) []Finding {
 	f := Finding{Severity: Warning, Message: fmt.Sprintf("%s is writable by every host user and every container (mode %04o): the usual chmod 777 \"fix\". Grant the workload's ids instead.", b.m.Source, b.node.Mode)}
 	if b.w.User != nil {
 		h := primaryHost(b.w)
-		f.Fix = []Fix{{Description: fmt.Sprintf("make host %d:%d the owner and drop the world write bit", h.UID, h.GID),
-			Shell: fmt.Sprintf("chown %d:%d %s && chmod o-w %s", h.UID, h.GID, shellQuote(b.m.Source), shellQuote(b.m.Source))}}
+		f.Fix = []Fix{fixOf(fmt.Sprintf("make host %d:%d the owner and drop the world write bit", h.UID, h.GID),
+			plan.Chown{Path: b.m.Source, UID: h.UID, GID: h.GID}, plan.Chmod{Path: b.m.Source, Clear: 0o002})}
 	} else {
-		f.Fix = []Fix{{Description: "drop the world write bit after granting the workload's uid", Shell: "chmod o-w " + shellQuote(b.m.Source)}}
+		f.Fix = []Fix{fixOf("drop the world write bit after granting the workload's uid", plan.Chmod{Path: b.m.Source, Clear: 0o002})}
 	}
 	return []Finding{f}
 }
@@ -300,12 +297,37 @@ func unmappedOwner(b bindCtx) []Finding {
 		b.m.Source, b.node.UID, b.node.GID, cu, cg, consequence)}
 	if b.w.User != nil {
 		h := primaryHost(b.w)
-		f.Fix = []Fix{{Description: fmt.Sprintf("give it to the workload's mapped ids %d:%d (not chmod)", h.UID, h.GID),
-			Shell: fmt.Sprintf("chown %d:%d %s", h.UID, h.GID, shellQuote(b.m.Source))}}
+		f.Fix = []Fix{fixOf(fmt.Sprintf("give it to the workload's mapped ids %d:%d (not chmod)", h.UID, h.GID),
+			plan.Chown{Path: b.m.Source, UID: h.UID, GID: h.GID})}
 	}
 	f.Fix = append(f.Fix, Fix{Description: "or re-own a whole tree written before remapping was enabled",
 		Shell: fmt.Sprintf("volperm shift %s --from host --to remap:USER", shellQuote(b.m.Source))})
 	return []Finding{f}
+}
+
+// composeFix is a fix made of a compose edit to the workload's service, in
+// the override file beside its compose file; for a container it is YAML to
+// apply by hand.
+func composeFix(w *workload.Workload, desc string, e plan.ComposeEdit, more ...plan.Step) Fix {
+	e.Service = w.Name
+	if w.Origin.File == "" {
+		f := fixOf(desc, append([]plan.Step{e}, more...)...)
+		f.Steps = more
+		return f
+	}
+	e.File = OverrideFile(w.Origin.File)
+	return fixOf(desc, append(more, e)...)
+}
+
+// OverrideFile is the override docker compose merges automatically beside
+// a compose file: compose.override.yaml, or docker-compose.override.yml
+// for the older name.
+func OverrideFile(composeFile string) string {
+	dir, base := filepath.Dir(composeFile), filepath.Base(composeFile)
+	if strings.HasPrefix(base, "docker-compose") {
+		return filepath.Join(dir, "docker-compose.override.yml")
+	}
+	return filepath.Join(dir, "compose.override.yaml")
 }
 
 // isDockerSocketPath says whether path is the daemon's socket.
@@ -343,7 +365,7 @@ func socketRemapped(b bindCtx) []Finding {
 	}
 	return []Finding{{Severity: Error, Message: fmt.Sprintf(
 		"%s is mounted into a container under userns-remap: the socket's %s has no mapping in the container's user namespace, so it shows as nogroup (65534) and no container user can connect (permission denied).", b.m.Source, gid),
-		Fix: []Fix{{Description: "run this service in the host user namespace", YAML: fmt.Sprintf("services:\n  %s:\n    userns_mode: \"host\"\n", b.w.Name)}}}}
+		Fix: []Fix{composeFix(b.w, "run this service in the host user namespace", plan.ComposeEdit{UsernsMode: "host"})}}}
 }
 
 func socketGroup(b bindCtx) []Finding {
@@ -359,10 +381,8 @@ func socketGroup(b bindCtx) []Finding {
 	return []Finding{{Severity: Error, Message: fmt.Sprintf(
 		"%s cannot connect to the Docker socket %s (root:%d mode %04o): %s. Inside the container the socket's group shows as the bare number %d, usually with no name.",
 		upperFirst(who(b.w)), b.m.Source, gid, b.node.Mode, d.Reason, gid),
-		Fix: []Fix{
-			{Description: fmt.Sprintf("add the socket's gid %d to the service's groups (numeric: the name need not exist in the image)", gid),
-				YAML: fmt.Sprintf("services:\n  %s:\n    group_add:\n      - \"%d\"\n", b.w.Name, gid)},
-		}}}
+		Fix: []Fix{composeFix(b.w, fmt.Sprintf("add the socket's gid %d to the service's groups (numeric: the name need not exist in the image)", gid),
+			plan.ComposeEdit{GroupAdd: fmt.Sprint(gid)})}}}
 }
 
 func socketOpen(in *Input) []Finding {
@@ -375,7 +395,7 @@ func socketOpen(in *Input) []Finding {
 		msg += fmt.Sprintf(" Users in its group (gid %d): %s.", n.GID, strings.Join(in.Host.SocketGroupMembers, ", "))
 	}
 	return []Finding{{Severity: Error, Path: in.Host.Socket, Message: msg,
-		Fix: []Fix{{Description: "restore the daemon's own mode and grant access through the docker group", Shell: fmt.Sprintf("chmod 0660 %s", shellQuote(in.Host.Socket))}}}}
+		Fix: []Fix{fixOf("restore the daemon's own mode (0660) and grant access through the docker group", plan.Chmod{Path: in.Host.Socket, Clear: 0o007})}}}
 }
 
 // SystemPaths are host paths container root must not write to.
@@ -399,7 +419,7 @@ func systemPath(b bindCtx) []Finding {
 		"%s runs as container root without userns remapping, which is host root, and mounts %s read-write: it can delete or replace the host's files there (under %s).",
 		b.w.Name, b.m.Source, hit),
 		Fix: []Fix{
-			{Description: "mount it read-only", YAML: fmt.Sprintf("services:\n  %s:\n    volumes:\n      - %s:%s:ro\n", b.w.Name, b.m.Source, b.m.Target)},
+			composeFix(b.w, "mount it read-only", plan.ComposeEdit{Volume: b.m.Source + ":" + b.m.Target + ":ro"}),
 			{Description: "or run as a non-root user", YAML: fmt.Sprintf("services:\n  %s:\n    user: \"1000:1000\"\n", b.w.Name)},
 			{Description: "or enable userns-remap so container root is an unprivileged host uid", Shell: "volperm userns plan --user default"},
 		}}}
@@ -493,12 +513,10 @@ func sharedPath(in *Input) []Finding {
 				out = append(out, Finding{Severity: Warning, Workload: a.w.Name, Mount: a.m.Target, Path: src, File: a.w.Origin.File, Line: a.m.Line,
 					Message: fmt.Sprintf("%s (host uid %d) and %s (host uid %d) both write %s, but no group both carry can write there: files and unix sockets one creates (mode 0644/0755 by default) are not writable by the other.",
 						a.w.Name, au, b.w.Name, bu, src),
-					Fix: []Fix{
-						{Description: fmt.Sprintf("make host gid %d the directory's group, setgid so new files keep it, with a default ACL granting the group rwX", shared),
-							Shell: fmt.Sprintf("chgrp %d %s && chmod g+rwxs %s && setfacl -m d:g:%d:rwX %s", shared, shellQuote(src), shellQuote(src), shared, shellQuote(src))},
-						{Description: fmt.Sprintf("and give %s that group (container gid %d)", b.w.Name, bcg),
-							YAML: fmt.Sprintf("services:\n  %s:\n    group_add:\n      - \"%d\"\n", b.w.Name, bcg)},
-					}})
+					Fix: []Fix{composeFix(b.w, fmt.Sprintf("make host gid %d the directory's group, setgid so new files keep it, with a default ACL granting the group rwX, and give %s that group (container gid %d)", shared, b.w.Name, bcg),
+						plan.ComposeEdit{GroupAdd: fmt.Sprint(bcg)},
+						plan.Chgrp{Path: src, GID: shared}, plan.Chmod{Path: src, Set: 0o2070},
+						plan.Grant{Path: src, ID: shared, Group: true, Perm: "rwX", Default: true})}})
 			}
 		}
 	}

@@ -1,0 +1,268 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/volperm/volperm/internal/testenv"
+)
+
+// runWorkload runs a doctor workload as docker compose would: its user,
+// group_add, userns_mode and bind mounts (plus extra binds), with cmd.
+func runWorkload(t *testing.T, d *testenv.Daemon, img string, w jsonWorkload, extra []string, cmd ...string) (string, bool) {
+	t.Helper()
+	o := testenv.RunOpts{User: w.UserSpec, GroupAdd: w.GroupAdd, UsernsMode: w.UsernsMode, Cmd: cmd}
+	for _, m := range w.Mounts {
+		if m.Type != "bind" {
+			continue
+		}
+		b := m.Source + ":" + m.Target
+		if m.ReadOnly {
+			b += ":ro"
+		}
+		o.Binds = append(o.Binds, b)
+	}
+	o.Binds = append(o.Binds, extra...)
+	out, code := d.Run(t, img, o)
+	return out, code == 0
+}
+
+func workloadNamed(t *testing.T, r doctorJSON, name string) jsonWorkload {
+	t.Helper()
+	for _, w := range r.Workloads {
+		if w.Name == name {
+			return w
+		}
+	}
+	t.Fatalf("no workload %s in %+v", name, r.Workloads)
+	return jsonWorkload{}
+}
+
+// ctimes records the change times of every path under dirs.
+func ctimes(t *testing.T, paths ...string) map[string]syscall.Timespec {
+	t.Helper()
+	out := map[string]syscall.Timespec{}
+	for _, root := range paths {
+		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err == nil {
+				out[p] = fi.Sys().(*syscall.Stat_t).Ctim
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+type fixCase struct {
+	name   string
+	id     string
+	remap  bool
+	setup  func(t *testing.T, img string) (dir string) // a fresh project with the problem
+	works  func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool)
+	always bool // the problem does not stop the container (VP104): only doctor changes
+}
+
+// TestFixEveryFinding: for every finding kind with an automatic fix, the
+// printed plan run with sh, and fix --apply on a fresh copy, each make
+// doctor clean for it and the real container succeed where it failed; a
+// second --apply changes nothing, not even a ctime.
+func TestFixEveryFinding(t *testing.T) {
+	testenv.NeedRoot(t)
+	plain := testenv.NeedDocker(t)
+	testenv.EnsureUser(t, remapUser)
+	hostUser := testenv.EnsureUser(t, "vphostuser")
+	ping := testenv.PingBinary(t)
+	sock := "/var/run/docker.sock"
+	simple := func(user, volume string, prep func(dir string)) func(t *testing.T, img string) string {
+		return func(t *testing.T, img string) string {
+			dir := project(t, fmt.Sprintf("services:\n  app:\n    image: %s\n    user: %q\n    volumes:\n      - %s\n", img, user, volume))
+			if prep != nil {
+				prep(dir)
+			}
+			return dir
+		}
+	}
+	touch := func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool) {
+		return runWorkload(t, d, img, workloadNamed(t, r, "app"), nil, "touch", "/data/probe")
+	}
+	cases := []fixCase{
+		{name: "VP101 missing log dir", id: "VP101", setup: simple("node", "./logs:/data", nil), works: touch},
+		{name: "VP102 root-owned dir, owner fix", id: "VP102", setup: simple("1000", "./data:/data", func(dir string) {
+			mkdirOwned(t, filepath.Join(dir, "data"), 0, 0, 0o755)
+		}), works: touch},
+		{name: "VP102 host user's dir, ACL fix", id: "VP102", setup: simple("1000", "./data:/data", func(dir string) {
+			mkdirOwned(t, filepath.Join(dir, "data"), int(hostUser), int(hostUser), 0o755)
+		}), works: touch},
+		{name: "VP103 unreadable read-only source", id: "VP103", setup: simple("1000", "./data:/data:ro", func(dir string) {
+			mkdirOwned(t, filepath.Join(dir, "data"), 0, 0, 0o700)
+		}), works: func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool) {
+			return runWorkload(t, d, img, workloadNamed(t, r, "app"), nil, "ls", "/data")
+		}},
+		{name: "VP104 world-writable", id: "VP104", always: true, setup: simple("1000", "./data:/data", func(dir string) {
+			mkdirOwned(t, filepath.Join(dir, "data"), 0, 0, 0o777)
+		}), works: touch},
+		{name: "VP105 host-owned source under remap", id: "VP105", remap: true, setup: simple("0", "./data:/data", func(dir string) {
+			mkdirOwned(t, filepath.Join(dir, "data"), 1000, 1000, 0o755)
+		}), works: touch},
+		{name: "VP202 socket gid", id: "VP202", setup: simple("1000", sock+":/var/run/docker.sock", nil),
+			works: func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool) {
+				return runWorkload(t, d, img, workloadNamed(t, r, "app"), []string{ping + ":/ping:ro"}, "/ping")
+			}},
+		{name: "VP204 socket under remap", id: "VP204", remap: true, setup: simple("0", sock+":/var/run/docker.sock", nil),
+			works: func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool) {
+				return runWorkload(t, d, img, workloadNamed(t, r, "app"), []string{ping + ":/ping:ro"}, "/ping")
+			}},
+		{name: "VP402 shared directory", id: "VP402", setup: func(t *testing.T, img string) string {
+			dir := project(t, fmt.Sprintf("services:\n  web:\n    image: %s\n    user: \"1000:1000\"\n    volumes: [\"./run:/data\"]\n  worker:\n    image: %s\n    user: \"33:33\"\n    volumes: [\"./run:/data\"]\n", img, img))
+			mkdirOwned(t, filepath.Join(dir, "run"), 1000, 1000, 0o755)
+			return dir
+		}, works: func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool) {
+			run := workloadNamed(t, r, "web").Mounts[0].Source
+			os.Remove(filepath.Join(run, "shared"))
+			if out, ok := runWorkload(t, d, img, workloadNamed(t, r, "web"), nil, "touch", "/data/shared"); !ok {
+				return out, false
+			}
+			return runWorkload(t, d, img, workloadNamed(t, r, "worker"), nil, "sh", "-c", "echo x >> /data/shared")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := plain
+			if tc.remap {
+				d = testenv.RemapDaemon(t, testenv.Layout{User: remapUser, SubUID: []string{"vpmap:100000:65536"}, SubGID: []string{"vpmap:100000:65536"}})
+			}
+			img := testenv.Image(t, d)
+
+			// The problem is real.
+			dir := tc.setup(t, img)
+			r, _ := doctor(t, d.Host, dir)
+			if len(findingsOf(r, tc.id)) == 0 {
+				t.Fatalf("doctor does not find %s: %+v", tc.id, r.Findings)
+			}
+			if out, ok := tc.works(t, d, img, r); ok != tc.always {
+				t.Fatalf("before any fix the container succeeded=%v (want %v): %s", ok, tc.always, out)
+			}
+
+			for _, mode := range []string{"script", "apply"} {
+				dir := tc.setup(t, img)
+				var stdout, stderr string
+				var code int
+				wd, _ := os.Getwd()
+				os.Chdir(dir)
+				if mode == "script" {
+					stdout, stderr, code = runCLI(t, d.Host, "fix")
+				} else {
+					stdout, stderr, code = runCLI(t, d.Host, "fix", "--apply")
+				}
+				os.Chdir(wd)
+				if code != 0 {
+					t.Fatalf("%s: fix exit %d: %s%s", mode, code, stdout, stderr)
+				}
+				if worldOpen.MatchString(stdout) {
+					t.Fatalf("%s: the plan opens something to everyone:\n%s", mode, stdout)
+				}
+				if mode == "script" {
+					sh := exec.Command("sh", "-e")
+					sh.Dir, sh.Stdin = dir, strings.NewReader(stdout)
+					if out, err := sh.CombinedOutput(); err != nil {
+						t.Fatalf("running the printed plan: %v\n%s\n--- plan:\n%s", err, out, stdout)
+					}
+				}
+				r, _ := doctor(t, d.Host, dir)
+				none(t, r, tc.id)
+				if out, ok := tc.works(t, d, img, r); !ok {
+					t.Fatalf("%s: after the fix the container still fails: %s\n--- fix output:\n%s", mode, out, stdout)
+				}
+				if mode == "apply" {
+					before := ctimes(t, dir)
+					os.Chdir(dir)
+					again, _, code := runCLI(t, d.Host, "fix", "--apply")
+					os.Chdir(wd)
+					if code != 0 || !strings.Contains(again, "nothing changed") {
+						t.Fatalf("a second --apply: exit %d\n%s", code, again)
+					}
+					after := ctimes(t, dir)
+					for p, c := range before {
+						if after[p] != c {
+							t.Errorf("a second --apply changed the ctime of %s", p)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestFixRefusals: nothing half-changed, clear messages.
+func TestFixRefusals(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "mount")
+
+	t.Run("read-only filesystem", func(t *testing.T) {
+		dir := project(t, "services:\n  app:\n    image: x\n    user: \"1000:1000\"\n    volumes: [\"./data:/data\"]\n")
+		data := filepath.Join(dir, "data")
+		mkdirOwned(t, data, 0, 0, 0o755)
+		mustRun(t, "mount", "--bind", data, data)
+		t.Cleanup(func() { exec.Command("umount", data).Run() })
+		mustRun(t, "mount", "-o", "remount,ro,bind", data)
+		wd, _ := os.Getwd()
+		os.Chdir(dir)
+		defer os.Chdir(wd)
+		stdout, _, code := runCLI(t, "unix:///nonexistent.sock", "fix", "--apply")
+		if code != ExitFindings || !strings.Contains(stdout, "mounted read-only (EROFS)") {
+			t.Fatalf("exit %d:\n%s", code, stdout)
+		}
+		if st, _ := os.Stat(data); ownerUID(st) != 0 {
+			t.Fatal("the owner changed on a read-only mount")
+		}
+	})
+
+	t.Run("no ACL support", func(t *testing.T) {
+		// ramfs has no extended attributes, so no POSIX ACLs.
+		dir := t.TempDir()
+		mustRun(t, "mount", "-t", "ramfs", "ramfs", dir)
+		t.Cleanup(func() { exec.Command("umount", dir).Run() })
+		_, stderr, code := runCLI(t, "unix:///nonexistent.sock", "grant", dir, "--user", "1234")
+		if code != ExitFindings || !strings.Contains(stderr, "does not support POSIX ACLs (EOPNOTSUPP)") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Fatalf("exit %d: %q", code, stderr)
+		}
+	})
+
+	t.Run("symlink to elsewhere", func(t *testing.T) {
+		dir := t.TempDir()
+		link := filepath.Join(dir, "data")
+		if err := os.Symlink("/etc", link); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code := runCLI(t, "unix:///nonexistent.sock", "grant", link, "--user", "1234", "--recursive")
+		if code != ExitFindings || !strings.Contains(stderr, "is a symlink (to /etc): refusing") {
+			t.Fatalf("exit %d: %q", code, stderr)
+		}
+		if out, _ := exec.Command("getfacl", "-n", "/etc").Output(); strings.Contains(string(out), "1234") {
+			t.Fatal("/etc got an ACL entry through the symlink")
+		}
+		proj := project(t, "services:\n  app:\n    image: x\n    user: \"1000:1000\"\n    volumes: [\"./data:/data\"]\n")
+		if err := os.Symlink("/etc", filepath.Join(proj, "data")); err != nil {
+			t.Fatal(err)
+		}
+		wd, _ := os.Getwd()
+		os.Chdir(proj)
+		defer os.Chdir(wd)
+		stdout, _, code := runCLI(t, "unix:///nonexistent.sock", "fix", "--apply")
+		if code != ExitFindings || !strings.Contains(stdout, "refusing") {
+			t.Fatalf("fix through a symlink: exit %d:\n%s", code, stdout)
+		}
+	})
+}
+
+func mustRun(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
