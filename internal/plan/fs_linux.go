@@ -116,7 +116,9 @@ type Chown struct {
 }
 
 // Describe implements Step.
-func (c Chown) Describe() string { return fmt.Sprintf("make %d:%d the owner of %s", c.UID, c.GID, c.Path) }
+func (c Chown) Describe() string {
+	return fmt.Sprintf("make %d:%d the owner of %s", c.UID, c.GID, c.Path)
+}
 
 // Shell implements Step.
 func (c Chown) Shell() string { return fmt.Sprintf("chown %d:%d %s", c.UID, c.GID, Quote(c.Path)) }

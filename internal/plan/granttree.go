@@ -82,4 +82,3 @@ func (g TreeGrant) Run(ctx context.Context) (TreeResult, error) {
 	}
 	return res, nil
 }
-
