@@ -266,3 +266,83 @@ func mustRun(t *testing.T, name string, args ...string) {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }
+
+// asHost runs a shell command on the host as uid:gid (no supplementary
+// groups) and reports success.
+func asHost(uid uint32, script string) (string, bool) {
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	out, err := cmd.CombinedOutput()
+	return string(out), err == nil
+}
+
+// TestGrantSeed004 is seed 004's last step: files a remapped container
+// wrote as www-data (host 100033) must be editable by the host user,
+// without chown and without opening them to others.
+func TestGrantSeed004(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "getfacl")
+	testenv.EnsureUser(t, remapUser)
+	hostUser := testenv.EnsureUser(t, "vphostuser")
+	d := testenv.RemapDaemon(t, testenv.Layout{User: remapUser, SubUID: []string{"vpmap:100000:65536"}, SubGID: []string{"vpmap:100000:65536"}})
+	img := testenv.Image(t, d)
+	base, err := os.MkdirTemp("", "vp-grant-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	data := filepath.Join(base, "data")
+	mkdirOwned(t, data, 100033, 100033, 0o755)
+	if out, code := d.Run(t, img, testenv.RunOpts{User: "33:33", Binds: []string{data + ":/data"}, Cmd: []string{"sh", "-c", "mkdir -p /data/sub && echo log > /data/sub/app.log && echo '#!/bin/sh' > /data/run.sh && chmod 0755 /data/run.sh"}}); code != 0 {
+		t.Fatalf("www-data could not write: %s", out)
+	}
+	if st, _ := os.Stat(filepath.Join(data, "sub", "app.log")); st.Sys().(*syscall.Stat_t).Uid != 100033 {
+		t.Fatal("the container's file is not owned by host 100033")
+	}
+	if out, ok := asHost(hostUser, "echo edit >> "+filepath.Join(data, "sub", "app.log")); ok {
+		t.Fatalf("the host user could edit before the grant: %s", out)
+	}
+	outside := filepath.Join(base, "outside")
+	os.WriteFile(outside, nil, 0o644)
+	os.Symlink(outside, filepath.Join(data, "link"))
+
+	stdout, stderr, code := runCLI(t, "unix:///nonexistent.sock", "grant", data, "--user", "vphostuser", "--recursive", "--default")
+	if code != 0 || !strings.Contains(stdout, "4 changed") {
+		t.Fatalf("grant: exit %d: %s%s", code, stdout, stderr)
+	}
+	if out, ok := asHost(hostUser, "echo edit >> "+filepath.Join(data, "sub", "app.log")); !ok {
+		t.Fatalf("the host user still cannot edit after the grant: %s", out)
+	}
+	facl, _ := exec.Command("getfacl", "-n", "-p", filepath.Join(data, "sub", "app.log"), filepath.Join(data, "run.sh"), filepath.Join(data, "sub")).Output()
+	for _, want := range []string{fmt.Sprintf("user:%d:rw-", hostUser), fmt.Sprintf("user:%d:rwx", hostUser), fmt.Sprintf("default:user:%d:rwx", hostUser), "other::r-x", "other::r--"} {
+		if !strings.Contains(string(facl), want) {
+			t.Errorf("getfacl lacks %q (capital X: rw- on the log, rwx on the script and dirs):\n%s", want, facl)
+		}
+	}
+	if out, _ := exec.Command("getfacl", "-n", outside).Output(); strings.Contains(string(out), fmt.Sprint(hostUser)) {
+		t.Error("the grant followed a symlink out of the tree")
+	}
+	// Idempotent: a second grant changes nothing.
+	stdout, _, _ = runCLI(t, "unix:///nonexistent.sock", "grant", data, "--user", "vphostuser", "--recursive", "--default")
+	if !strings.Contains(stdout, " 0 changed") {
+		t.Errorf("second grant: %s", stdout)
+	}
+	// A file the container writes later inherits the default ACL.
+	if out, code := d.Run(t, img, testenv.RunOpts{User: "33:33", Binds: []string{data + ":/data"}, Cmd: []string{"sh", "-c", "echo new > /data/sub/new.log"}}); code != 0 {
+		t.Fatalf("%s", out)
+	}
+	if out, ok := asHost(hostUser, "echo edit >> "+filepath.Join(data, "sub", "new.log")); !ok {
+		t.Fatalf("a file written after the grant is not editable: %s", out)
+	}
+	// Removable.
+	if _, _, code := runCLI(t, "unix:///nonexistent.sock", "grant", data, "--user", "vphostuser", "--recursive", "--remove"); code != 0 {
+		t.Fatal("remove failed")
+	}
+	if out, ok := asHost(hostUser, "echo edit >> "+filepath.Join(data, "sub", "app.log")); ok {
+		t.Fatalf("the host user can still edit after --remove: %s", out)
+	}
+	if out, _ := exec.Command("getfacl", "-R", "-n", "-p", data).Output(); strings.Contains(string(out), fmt.Sprintf(":%d:", hostUser)) {
+		t.Errorf("--remove left entries:\n%s", out)
+	}
+}

@@ -508,15 +508,27 @@ func sharedPath(in *Input) []Finding {
 				if commonWritableGroup(node, ag, bg) {
 					continue
 				}
-				shared := ag[0]
-				bcg, _ := b.w.Mapping.GID.ToContainer(shared)
-				out = append(out, Finding{Severity: Warning, Workload: a.w.Name, Mount: a.m.Target, Path: src, File: a.w.Origin.File, Line: a.m.Line,
-					Message: fmt.Sprintf("%s (host uid %d) and %s (host uid %d) both write %s, but no group both carry can write there: files and unix sockets one creates (mode 0644/0755 by default) are not writable by the other.",
-						a.w.Name, au, b.w.Name, bu, src),
-					Fix: []Fix{composeFix(b.w, fmt.Sprintf("make host gid %d the directory's group, setgid so new files keep it, with a default ACL granting the group rwX, and give %s that group (container gid %d)", shared, b.w.Name, bcg),
-						plan.ComposeEdit{GroupAdd: fmt.Sprint(bcg)},
+				msg := fmt.Sprintf("%s (host uid %d) and %s (host uid %d) both write %s, but no group both carry can write there: files and unix sockets one creates (mode 0644/0755 by default) are not writable by the other.",
+					a.w.Name, au, b.w.Name, bu, src)
+				f := Finding{Severity: Warning, Workload: a.w.Name, Mount: a.m.Target, Path: src, File: a.w.Origin.File, Line: a.m.Line, Message: msg}
+				// The shared group is one workload's primary group, added to
+				// the other; it must have a mapping in the other's user
+				// namespace, or group_add would name the overflow gid.
+				owner, joiner, shared := a.w, b.w, ag[0]
+				cg, ok := joiner.Mapping.GID.ToContainer(shared)
+				if !ok {
+					owner, joiner, shared = b.w, a.w, bg[0]
+					cg, ok = joiner.Mapping.GID.ToContainer(shared)
+				}
+				if !ok {
+					f.Fix = []Fix{{Description: fmt.Sprintf("%s and %s run in different user namespaces and neither's group is visible in the other's: run both with the same remap (or userns_mode: host) before sharing a directory", a.w.Name, b.w.Name)}}
+				} else {
+					f.Fix = []Fix{composeFix(joiner, fmt.Sprintf("make host gid %d (%s's group) the directory's group, setgid so new files keep it, with a default ACL granting the group rwX, and give %s that group (container gid %d)", shared, owner.Name, joiner.Name, cg),
+						plan.ComposeEdit{GroupAdd: fmt.Sprint(cg)},
 						plan.Chgrp{Path: src, GID: shared}, plan.Chmod{Path: src, Set: 0o2070},
-						plan.Grant{Path: src, ID: shared, Group: true, Perm: "rwX", Default: true})}})
+						plan.Grant{Path: src, ID: shared, Group: true, Perm: "rwX", Default: true})}
+				}
+				out = append(out, f)
 			}
 		}
 	}

@@ -136,7 +136,7 @@ func (c Chown) Apply() (bool, error) {
 }
 
 // Chmod changes permission bits: Clear bits are removed and Set bits added.
-// Set never includes o+w.
+// Set never grants anything to others.
 type Chmod struct {
 	Path       string
 	Set, Clear uint32
@@ -147,7 +147,7 @@ func (c Chmod) Describe() string {
 	return fmt.Sprintf("change the mode of %s (%s)", c.Path, c.symbolic())
 }
 
-func (c Chmod) set() uint32 { return c.Set &^ 0o002 }
+func (c Chmod) set() uint32 { return c.Set &^ 0o007 }
 
 func (c Chmod) symbolic() string {
 	var parts []string
@@ -178,7 +178,12 @@ func (c Chmod) symbolic() string {
 }
 
 // Shell implements Step.
-func (c Chmod) Shell() string { return fmt.Sprintf("chmod %s %s", c.symbolic(), Quote(c.Path)) }
+func (c Chmod) Shell() string {
+	if c.symbolic() == "" {
+		return ""
+	}
+	return fmt.Sprintf("chmod %s %s", c.symbolic(), Quote(c.Path))
+}
 
 // Apply implements Step.
 func (c Chmod) Apply() (bool, error) {
