@@ -64,7 +64,8 @@ type fixCase struct {
 	remap  bool
 	setup  func(t *testing.T, img string) (dir string) // a fresh project with the problem
 	works  func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool)
-	always bool // the problem does not stop the container (VP104): only doctor changes
+	always bool     // the problem does not stop the container (VP104): only doctor changes
+	args   []string // extra doctor/fix arguments
 }
 
 // TestFixEveryFinding: for every finding kind with an automatic fix, the
@@ -130,6 +131,35 @@ func TestFixEveryFinding(t *testing.T) {
 			return runWorkload(t, d, img, workloadNamed(t, r, "worker"), nil, "sh", "-c", "echo x >> /data/shared")
 		}},
 	}
+	victims, err := os.MkdirTemp("/usr/local/lib", "vp-victim-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(victims) })
+	sockMode := func() os.FileMode { st, _ := os.Stat(sock); return st.Mode().Perm() }
+	origSock := sockMode()
+	t.Cleanup(func() { os.Chmod(sock, origSock) })
+	cases = append(cases,
+		fixCase{name: "VP301 container root writes a system path", id: "VP301", setup: func(t *testing.T, img string) string {
+			victim, _ := os.MkdirTemp(victims, "v")
+			os.WriteFile(filepath.Join(victim, "touch.bak"), []byte("x"), 0o755)
+			return project(t, fmt.Sprintf("services:\n  app:\n    image: %s\n    volumes:\n      - %s:/host\n", img, victim))
+		}, works: func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool) {
+			w := workloadNamed(t, r, "app")
+			out, _ := runWorkload(t, d, img, w, nil, "rm", "-f", "/host/touch.bak")
+			_, err := os.Stat(filepath.Join(w.Mounts[0].Source, "touch.bak"))
+			return out, err == nil // works: the host file survives
+		}},
+		fixCase{name: "VP203 chmod 666 socket", id: "VP203", args: []string{"--host"}, setup: func(t *testing.T, img string) string {
+			os.Chmod(sock, 0o666)
+			return project(t, "")
+		}, works: func(t *testing.T, d *testenv.Daemon, img string, r doctorJSON) (string, bool) {
+			cmd := exec.Command(ping, sock)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4321, Gid: 4321}}
+			out, err := cmd.CombinedOutput()
+			return string(out), err != nil // works: strangers are refused
+		}},
+	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := plain
@@ -140,7 +170,7 @@ func TestFixEveryFinding(t *testing.T) {
 
 			// The problem is real.
 			dir := tc.setup(t, img)
-			r, _ := doctor(t, d.Host, dir)
+			r, _ := doctor(t, d.Host, dir, tc.args...)
 			if len(findingsOf(r, tc.id)) == 0 {
 				t.Fatalf("doctor does not find %s: %+v", tc.id, r.Findings)
 			}
@@ -155,9 +185,9 @@ func TestFixEveryFinding(t *testing.T) {
 				wd, _ := os.Getwd()
 				os.Chdir(dir)
 				if mode == "script" {
-					stdout, stderr, code = runCLI(t, d.Host, "fix")
+					stdout, stderr, code = runCLI(t, d.Host, append([]string{"fix"}, tc.args...)...)
 				} else {
-					stdout, stderr, code = runCLI(t, d.Host, "fix", "--apply")
+					stdout, stderr, code = runCLI(t, d.Host, append([]string{"fix", "--apply"}, tc.args...)...)
 				}
 				os.Chdir(wd)
 				if code != 0 {
@@ -173,7 +203,7 @@ func TestFixEveryFinding(t *testing.T) {
 						t.Fatalf("running the printed plan: %v\n%s\n--- plan:\n%s", err, out, stdout)
 					}
 				}
-				r, _ := doctor(t, d.Host, dir)
+				r, _ := doctor(t, d.Host, dir, tc.args...)
 				none(t, r, tc.id)
 				if out, ok := tc.works(t, d, img, r); !ok {
 					t.Fatalf("%s: after the fix the container still fails: %s\n--- fix output:\n%s", mode, out, stdout)
@@ -181,7 +211,7 @@ func TestFixEveryFinding(t *testing.T) {
 				if mode == "apply" {
 					before := ctimes(t, dir)
 					os.Chdir(dir)
-					again, _, code := runCLI(t, d.Host, "fix", "--apply")
+					again, _, code := runCLI(t, d.Host, append([]string{"fix", "--apply"}, tc.args...)...)
 					os.Chdir(wd)
 					if code != 0 || !strings.Contains(again, "nothing changed") {
 						t.Fatalf("a second --apply: exit %d\n%s", code, again)
@@ -344,5 +374,40 @@ func TestGrantSeed004(t *testing.T) {
 	}
 	if out, _ := exec.Command("getfacl", "-R", "-n", "-p", data).Output(); strings.Contains(string(out), fmt.Sprintf(":%d:", hostUser)) {
 		t.Errorf("--remove left entries:\n%s", out)
+	}
+}
+
+// TestFixRemapWillNotStart: VP302's fix (the missing /etc/subuid line)
+// lets the real dockerd start with that configuration.
+func TestFixRemapWillNotStart(t *testing.T) {
+	testenv.NeedRoot(t)
+	plain := testenv.NeedDocker(t)
+	testenv.EnsureUser(t, remapUser)
+	cfg := filepath.Join(t.TempDir(), "daemon.json")
+	os.WriteFile(cfg, []byte(`{"userns-remap": "vpmap"}`), 0o644)
+	broken := testenv.Layout{SubUID: []string{"other:100000:65536"}, SubGID: []string{"vpmap:100000:65536"}}
+	out := testenv.StartDaemonExpectFailure(t, broken, "--config-file", cfg)
+	if !strings.Contains(out, `no subuid ranges found for user "vpmap"`) {
+		t.Fatalf("dockerd said:\n%s", out)
+	}
+	stdout, stderr, code := runCLI(t, plain.Host, "fix", "--apply", "--host", "--daemon-config", cfg)
+	if code != 0 || !strings.Contains(stdout, "changed  VP302") {
+		t.Fatalf("fix: exit %d\n%s%s", code, stdout, stderr)
+	}
+	r, _ := doctor(t, plain.Host, t.TempDir(), "--host", "--daemon-config", cfg)
+	none(t, r, "VP302")
+	subuid, _ := os.ReadFile("/etc/subuid")
+	subgid, _ := os.ReadFile("/etc/subgid")
+	if !strings.Contains(string(subuid), "vpmap:165536:65536") || !strings.Contains(string(subuid), "other:100000:65536") {
+		t.Fatalf("/etc/subuid after the fix:\n%s", subuid)
+	}
+	// The daemon now starts with exactly these files.
+	fixed := testenv.Layout{User: remapUser, SubUID: strings.Fields(string(subuid)), SubGID: strings.Fields(string(subgid))}
+	d := testenv.RemapDaemon(t, fixed)
+	img := testenv.Image(t, d)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o1777)
+	if got := d.CreateAs(t, img, dir, []string{"0:0"}); got["0:0"].UID != 165536 {
+		t.Fatalf("container root is host %d, want 165536 from the added line", got["0:0"].UID)
 	}
 }
