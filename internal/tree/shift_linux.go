@@ -1,0 +1,309 @@
+package tree
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/volperm/volperm/internal/acl"
+	"github.com/volperm/volperm/internal/idmap"
+)
+
+// Shift re-owns a tree from one id mapping to another: each owner is read
+// as a host id under From, turned into the container id, then into the
+// host id under To. Unlike chown -R it keeps setuid/setgid bits and file
+// capabilities (a v3 capability's root id shifted too), shifts the ids in
+// ACL entries, changes a hardlinked inode once, never follows a symlink,
+// stays on one filesystem, and does not touch an entry already right.
+type Shift struct {
+	From, To    idmap.Mapping
+	DryRun      bool
+	CrossMounts bool
+	Workers     int
+	// Progress, when set, is called now and then with the counts so far.
+	Progress func(Counts)
+}
+
+// Counts summarise a shift.
+type Counts struct {
+	Seen, Changed, Unmapped, Errors int64
+}
+
+type counters struct {
+	seen, changed, unmapped, errors atomic.Int64
+}
+
+func (c *counters) snapshot() Counts {
+	return Counts{c.seen.Load(), c.changed.Load(), c.unmapped.Load(), c.errors.Load()}
+}
+
+// shiftID maps one host id; ok is false when From does not map it (the id
+// is left alone and counted) or To has no host id for it.
+func shiftID(from, to idmap.Map, id uint32) (uint32, bool) {
+	c, ok := from.ToContainer(id)
+	if !ok {
+		return id, false
+	}
+	h, ok := to.ToHost(c)
+	if !ok {
+		return id, false
+	}
+	return h, true
+}
+
+// Ambiguous reports host ids that are both a result of the shift and an
+// input it would move elsewhere: after an interrupted run such an id
+// cannot be told shifted from not yet shifted.
+func Ambiguous(from, to idmap.Map) (lo, hi uint32, found bool) {
+	type span struct{ a, b uint64 } // [a, b)
+	var inputs, outputs []span
+	for _, f := range from {
+		for _, t := range to {
+			ca := max(uint64(f.Container), uint64(t.Container))
+			cb := min(uint64(f.Container)+uint64(f.Size), uint64(t.Container)+uint64(t.Size))
+			if ca >= cb {
+				continue
+			}
+			in := span{uint64(f.Host) + ca - uint64(f.Container), uint64(f.Host) + cb - uint64(f.Container)}
+			out := span{uint64(t.Host) + ca - uint64(t.Container), uint64(t.Host) + cb - uint64(t.Container)}
+			if in == out {
+				continue // these ids stay as they are
+			}
+			inputs, outputs = append(inputs, in), append(outputs, out)
+		}
+	}
+	for _, o := range outputs {
+		for _, i := range inputs {
+			if a, b := max(o.a, i.a), min(o.b, i.b); a < b {
+				return uint32(a), uint32(b - 1), true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// Run shifts the tree at root.
+func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
+	var c counters
+	var links sync.Map // dev,ino of inodes with several names, done once
+	var errMu sync.Mutex
+	var errs []error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.Progress != nil {
+		go progressLoop(ctx, &c, s.Progress)
+	}
+	err := ParallelWalk(ctx, root, Options{CrossMounts: s.CrossMounts}, s.Workers, func(e *Entry) error {
+		c.seen.Add(1)
+		nu, uok := shiftID(s.From.UID, s.To.UID, e.Stat.Uid)
+		ng, gok := shiftID(s.From.GID, s.To.GID, e.Stat.Gid)
+		if !uok || !gok {
+			c.unmapped.Add(1)
+		}
+		if nu == e.Stat.Uid && ng == e.Stat.Gid {
+			return nil
+		}
+		if !e.IsDir() && e.Stat.Nlink > 1 {
+			if _, dup := links.LoadOrStore([2]uint64{e.Stat.Dev, e.Stat.Ino}, true); dup {
+				return nil
+			}
+		}
+		if s.DryRun {
+			c.changed.Add(1)
+			return nil
+		}
+		if err := s.shiftEntry(e, nu, ng); err != nil {
+			// One entry's failure does not stop the shift: it is counted,
+			// reported, and a rerun picks it up.
+			if c.errors.Add(1) <= maxReported {
+				errMu.Lock()
+				errs = append(errs, err)
+				errMu.Unlock()
+			}
+			return nil
+		}
+		c.changed.Add(1)
+		return nil
+	})
+	if err == nil && len(errs) > 0 {
+		err = fmt.Errorf("%d entries could not be shifted; the first: %w", c.errors.Load(), errs[0])
+	}
+	return c.snapshot(), err
+}
+
+// maxReported bounds the per-entry errors kept for the report.
+const maxReported = 20
+
+// procPath names an entry through its directory's descriptor, so nothing
+// above it is resolved again; the last component is never followed by the
+// l*xattr calls.
+func procPath(e *Entry) string {
+	return "/proc/self/fd/" + strconv.Itoa(e.Dirfd) + "/" + e.Name
+}
+
+const (
+	capXattr    = "security.capability"
+	capRev2     = 0x02000000
+	capRev3     = 0x03000000
+	capRevMask  = 0xFF000000
+	capV3Length = 24
+)
+
+func (s *Shift) shiftEntry(e *Entry, uid, gid uint32) error {
+	link := e.IsSymlink()
+	var caps []byte
+	var acls [2]acl.ACL
+	if !link {
+		p := procPath(e)
+		names, err := listXattrs(p)
+		if err != nil {
+			return fmt.Errorf("reading the extended attributes of %s: %w", e.Path, err)
+		}
+		for _, n := range names {
+			switch n {
+			case capXattr:
+				if caps, err = getXattr(p, n); err != nil {
+					return fmt.Errorf("reading the capabilities of %s: %w", e.Path, err)
+				}
+				caps = s.shiftCaps(caps)
+			case acl.AccessXattr, acl.DefaultXattr:
+				raw, err := getXattr(p, n)
+				if err != nil {
+					return fmt.Errorf("reading the ACL of %s: %w", e.Path, err)
+				}
+				a, err := acl.Decode(raw)
+				if err != nil {
+					return fmt.Errorf("%s: %w", e.Path, err)
+				}
+				i := 0
+				if n == acl.DefaultXattr {
+					i = 1
+				}
+				if acls[i], err = s.shiftACL(a); err != nil {
+					return fmt.Errorf("%s: %w", e.Path, err)
+				}
+			}
+		}
+	}
+	if err := unix.Fchownat(e.Dirfd, e.Name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("changing the owner of %s: %w", e.Path, err)
+	}
+	if link {
+		return nil
+	}
+	// chown cleared setuid/setgid (and removed security.capability):
+	// put them back, through a descriptor of this very inode.
+	if !e.IsDir() && e.Stat.Mode&0o6000 != 0 {
+		if err := chmodNoFollow(e, e.Stat.Mode&0o7777); err != nil {
+			return err
+		}
+	}
+	p := procPath(e)
+	for i, name := range []string{acl.AccessXattr, acl.DefaultXattr} {
+		if acls[i] != nil {
+			if err := unix.Lsetxattr(p, name, acls[i].Encode(), 0); err != nil {
+				return fmt.Errorf("writing the ACL of %s: %w", e.Path, err)
+			}
+		}
+	}
+	if caps != nil {
+		if err := unix.Lsetxattr(p, capXattr, caps, 0); err != nil {
+			return fmt.Errorf("restoring the capabilities of %s: %w", e.Path, err)
+		}
+	}
+	return nil
+}
+
+func chmodNoFollow(e *Entry, mode uint32) error {
+	fd, err := unix.Openat(e.Dirfd, e.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", e.Path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode); err != nil {
+		return fmt.Errorf("restoring the mode of %s: %w", e.Path, err)
+	}
+	return nil
+}
+
+// shiftCaps moves a v3 capability's root id through the mapping; a v2
+// capability is kept as it was.
+func (s *Shift) shiftCaps(b []byte) []byte {
+	if len(b) < 4 {
+		return b
+	}
+	if binary.LittleEndian.Uint32(b)&capRevMask == capRev3 && len(b) >= capV3Length {
+		root := binary.LittleEndian.Uint32(b[20:])
+		if n, ok := shiftID(s.From.UID, s.To.UID, root); ok {
+			binary.LittleEndian.PutUint32(b[20:], n)
+		}
+	}
+	return b
+}
+
+// shiftACL moves the ids of named entries; two entries that land on one id
+// cannot both be kept.
+func (s *Shift) shiftACL(a acl.ACL) (acl.ACL, error) {
+	out := make(acl.ACL, len(a))
+	for i, e := range a {
+		switch e.Tag {
+		case acl.User:
+			e.ID, _ = shiftID(s.From.UID, s.To.UID, e.ID)
+		case acl.Group:
+			e.ID, _ = shiftID(s.From.GID, s.To.GID, e.ID)
+		}
+		out[i] = e
+	}
+	out = out.Sorted()
+	if err := out.Valid(); err != nil {
+		return nil, fmt.Errorf("shifting the ACL %s: %w", a, err)
+	}
+	return out, nil
+}
+
+func listXattrs(path string) ([]string, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Llistxattr(path, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		start := 0
+		for i := 0; i < n; i++ {
+			if buf[i] == 0 {
+				names = append(names, string(buf[start:i]))
+				start = i + 1
+			}
+		}
+		return names, nil
+	}
+}
+
+func getXattr(path, name string) ([]byte, error) {
+	buf := make([]byte, 128)
+	for {
+		n, err := unix.Lgetxattr(path, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
