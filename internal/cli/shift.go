@@ -111,8 +111,11 @@ func runShift(ctx context.Context, env Env, o shiftOptions, path string) error {
 	}
 	specs := []string{o.from, o.to, o.fromGID, o.toGID}
 	switch {
-	case o.resume && prev == nil:
+	case o.resume && prev == nil && (o.from == "" || o.to == ""):
 		return fmt.Errorf("--resume: no journal at %s for %s", jpath, abs)
+	case o.resume && prev == nil:
+		// Killed before it wrote anything: nothing to resume, so start.
+		o.resume = false
 	case o.resume && prev.State == "done":
 		fmt.Fprintf(env.Stdout, "the shift of %s recorded in %s is complete: nothing to resume\n", abs, jpath)
 		return nil
