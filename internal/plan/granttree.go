@@ -58,12 +58,12 @@ func (g TreeGrant) Run(ctx context.Context) (TreeResult, error) {
 		mode := e.Stat.Mode
 		changed, err := EditACL(f, acl.AccessXattr, mode, tag, g.ID, PermBits(g.Perm, e.IsDir(), mode), g.Remove)
 		if err != nil {
-			return errnoFact("setting the ACL of", e.Path, err)
+			return errnoFact("setting the ACL of", e.Path(), err)
 		}
 		if e.IsDir() && (g.Default || g.Remove) {
 			c, err := EditACL(f, acl.DefaultXattr, mode, tag, g.ID, PermBits(g.Perm, true, mode), g.Remove)
 			if err != nil {
-				return errnoFact("setting the default ACL of", e.Path, err)
+				return errnoFact("setting the default ACL of", e.Path(), err)
 			}
 			changed = changed || c
 		}
@@ -72,7 +72,7 @@ func (g TreeGrant) Run(ctx context.Context) (TreeResult, error) {
 		} else {
 			res.Unchanged++
 		}
-		if e.IsDir() && !g.Recursive && e.Path == g.Path {
+		if e.IsDir() && !g.Recursive && e.Path() == g.Path {
 			return tree.ErrSkipDir
 		}
 		return nil

@@ -27,7 +27,7 @@ func ParallelWalk(ctx context.Context, root string, o Options, workers int, visi
 		return fmt.Errorf("opening %s: %w", parent, err)
 	}
 	defer unix.Close(pfd)
-	top := &Entry{Path: root, Dirfd: pfd, Name: name}
+	top := &Entry{Dir: root, Dirfd: pfd, Name: name, root: true}
 	if err := unix.Fstatat(pfd, name, &top.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("reading %s: %w", root, err)
 	}
@@ -49,11 +49,11 @@ func ParallelWalk(ctx context.Context, root string, o Options, workers int, visi
 	w.pending = 1
 	w.queue = append(w.queue, dirJob{fd: fd, path: root})
 	var wg sync.WaitGroup
-	for range workers {
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.work()
+			w.work(i)
 		}()
 	}
 	wg.Wait()
@@ -94,7 +94,8 @@ func (w *pwalker) fail(err error) {
 	w.mu.Unlock()
 }
 
-func (w *pwalker) work() {
+func (w *pwalker) work(worker int) {
+	buf := make([]byte, 64<<10)
 	for {
 		w.mu.Lock()
 		for len(w.queue) == 0 && w.pending > 0 && w.err.Load() == nil {
@@ -108,7 +109,7 @@ func (w *pwalker) work() {
 		w.queue = w.queue[:len(w.queue)-1]
 		w.mu.Unlock()
 
-		w.list(j)
+		w.list(j, worker, buf)
 
 		w.mu.Lock()
 		w.pending--
@@ -121,23 +122,25 @@ func (w *pwalker) work() {
 
 // list visits the entries of one directory and queues (or descends into)
 // its subdirectories; it closes the directory's descriptor.
-func (w *pwalker) list(j dirJob) {
+func (w *pwalker) list(j dirJob, worker int, buf []byte) {
 	defer unix.Close(j.fd)
 	if w.err.Load() != nil || w.ctx.Err() != nil {
 		return
 	}
-	names, err := readNames(j.fd)
+	names, err := readNames(j.fd, buf)
 	if err != nil {
 		w.fail(fmt.Errorf("listing %s: %w", j.path, err))
 		return
 	}
+	// One Entry for the whole directory: visit functions do not keep it.
+	c := &Entry{Dir: j.path, Dirfd: j.fd, Worker: worker}
 	for _, n := range names {
-		c := &Entry{Path: j.path + "/" + n, Dirfd: j.fd, Name: n}
+		c.Name = n
 		if err := unix.Fstatat(j.fd, n, &c.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				continue
 			}
-			w.fail(fmt.Errorf("reading %s: %w", c.Path, err))
+			w.fail(fmt.Errorf("reading %s: %w", c.Path(), err))
 			return
 		}
 		isDir := c.IsDir()
@@ -161,33 +164,32 @@ func (w *pwalker) list(j dirJob) {
 		}
 		w.mu.Lock()
 		if len(w.queue) < maxQueued {
-			w.queue = append(w.queue, dirJob{fd: fd, path: c.Path})
+			w.queue = append(w.queue, dirJob{fd: fd, path: c.Path()})
 			w.pending++
 			w.cond.Signal()
 			w.mu.Unlock()
 			continue
 		}
 		w.mu.Unlock()
-		w.list(dirJob{fd: fd, path: c.Path})
+		w.list(dirJob{fd: fd, path: c.Path()}, worker, buf) // names are copies: buf is free again
 	}
 }
 
 func openDir(e *Entry) (int, error) {
 	fd, err := unix.Openat(e.Dirfd, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("opening %s: %w", e.Path, err)
+		return -1, fmt.Errorf("opening %s: %w", e.Path(), err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Ino != e.Stat.Ino || st.Dev != e.Stat.Dev {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s changed while it was being walked", e.Path)
+		return -1, fmt.Errorf("%s changed while it was being walked", e.Path())
 	}
 	return fd, nil
 }
 
 // readNames lists a directory through its descriptor with getdents.
-func readNames(fd int) ([]string, error) {
-	buf := make([]byte, 64<<10)
+func readNames(fd int, buf []byte) ([]string, error) {
 	var names []string
 	for {
 		n, err := unix.Getdents(fd, buf)

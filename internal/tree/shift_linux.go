@@ -1,10 +1,11 @@
 package tree
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,12 +36,28 @@ type Counts struct {
 	Seen, Changed, Unmapped, Errors int64
 }
 
+// counters are kept per worker, each on its own cache lines, so that
+// counting does not make the workers contend.
 type counters struct {
+	w []workerCount
+}
+
+type workerCount struct {
 	seen, changed, unmapped, errors atomic.Int64
+	buf                             []byte // listxattr buffer
+	_                               [64]byte
 }
 
 func (c *counters) snapshot() Counts {
-	return Counts{c.seen.Load(), c.changed.Load(), c.unmapped.Load(), c.errors.Load()}
+	var t Counts
+	for i := range c.w {
+		w := &c.w[i]
+		t.Seen += w.seen.Load()
+		t.Changed += w.changed.Load()
+		t.Unmapped += w.unmapped.Load()
+		t.Errors += w.errors.Load()
+	}
+	return t
 }
 
 // shiftID maps one host id; ok is false when From does not map it (the id
@@ -90,7 +107,14 @@ func Ambiguous(from, to idmap.Map) (lo, hi uint32, found bool) {
 
 // Run shifts the tree at root.
 func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
-	var c counters
+	workers := s.Workers
+	if workers <= 0 {
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	c := counters{w: make([]workerCount, workers)}
+	for i := range c.w {
+		c.w[i].buf = make([]byte, 1024)
+	}
 	var links sync.Map // dev,ino of inodes with several names, done once
 	var errMu sync.Mutex
 	var errs []error
@@ -99,12 +123,13 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 	if s.Progress != nil {
 		go progressLoop(ctx, &c, s.Progress)
 	}
-	err := ParallelWalk(ctx, root, Options{CrossMounts: s.CrossMounts}, s.Workers, func(e *Entry) error {
-		c.seen.Add(1)
+	err := ParallelWalk(ctx, root, Options{CrossMounts: s.CrossMounts}, workers, func(e *Entry) error {
+		wc := &c.w[e.Worker]
+		wc.seen.Add(1)
 		nu, uok := shiftID(s.From.UID, s.To.UID, e.Stat.Uid)
 		ng, gok := shiftID(s.From.GID, s.To.GID, e.Stat.Gid)
 		if !uok || !gok {
-			c.unmapped.Add(1)
+			wc.unmapped.Add(1)
 		}
 		if nu == e.Stat.Uid && ng == e.Stat.Gid {
 			return nil
@@ -115,37 +140,30 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 			}
 		}
 		if s.DryRun {
-			c.changed.Add(1)
+			wc.changed.Add(1)
 			return nil
 		}
-		if err := s.shiftEntry(e, nu, ng); err != nil {
+		if err := s.shiftEntry(e, nu, ng, &wc.buf); err != nil {
 			// One entry's failure does not stop the shift: it is counted,
 			// reported, and a rerun picks it up.
-			if c.errors.Add(1) <= maxReported {
+			if wc.errors.Add(1) <= maxReported {
 				errMu.Lock()
 				errs = append(errs, err)
 				errMu.Unlock()
 			}
 			return nil
 		}
-		c.changed.Add(1)
+		wc.changed.Add(1)
 		return nil
 	})
 	if err == nil && len(errs) > 0 {
-		err = fmt.Errorf("%d entries could not be shifted; the first: %w", c.errors.Load(), errs[0])
+		err = fmt.Errorf("%d entries could not be shifted; the first: %w", c.snapshot().Errors, errs[0])
 	}
 	return c.snapshot(), err
 }
 
 // maxReported bounds the per-entry errors kept for the report.
 const maxReported = 20
-
-// procPath names an entry through its directory's descriptor, so nothing
-// above it is resolved again; the last component is never followed by the
-// l*xattr calls.
-func procPath(e *Entry) string {
-	return "/proc/self/fd/" + strconv.Itoa(e.Dirfd) + "/" + e.Name
-}
 
 const (
 	capXattr    = "security.capability"
@@ -155,44 +173,52 @@ const (
 	capV3Length = 24
 )
 
-func (s *Shift) shiftEntry(e *Entry, uid, gid uint32) error {
+func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 	link := e.IsSymlink()
 	var caps []byte
 	var acls [2]acl.ACL
 	if !link {
-		p := procPath(e)
-		names, err := listXattrs(p)
+		names, err := listXattrsAt(e.Dirfd, e.Name, *buf)
 		if err != nil {
-			return fmt.Errorf("reading the extended attributes of %s: %w", e.Path, err)
+			return fmt.Errorf("reading the extended attributes of %s: %w", e.Path(), err)
 		}
-		for _, n := range names {
+		if cap(names) > cap(*buf) {
+			*buf = names[:cap(names)]
+		}
+		for len(names) > 0 {
+			i := bytes.IndexByte(names, 0)
+			if i < 0 {
+				break
+			}
+			n := string(names[:i])
+			names = names[i+1:]
 			switch n {
 			case capXattr:
-				if caps, err = getXattr(p, n); err != nil {
-					return fmt.Errorf("reading the capabilities of %s: %w", e.Path, err)
+				if caps, err = getXattrAt(e.Dirfd, e.Name, n); err != nil {
+					return fmt.Errorf("reading the capabilities of %s: %w", e.Path(), err)
 				}
 				caps = s.shiftCaps(caps)
 			case acl.AccessXattr, acl.DefaultXattr:
-				raw, err := getXattr(p, n)
+				raw, err := getXattrAt(e.Dirfd, e.Name, n)
 				if err != nil {
-					return fmt.Errorf("reading the ACL of %s: %w", e.Path, err)
+					return fmt.Errorf("reading the ACL of %s: %w", e.Path(), err)
 				}
 				a, err := acl.Decode(raw)
 				if err != nil {
-					return fmt.Errorf("%s: %w", e.Path, err)
+					return fmt.Errorf("%s: %w", e.Path(), err)
 				}
-				i := 0
+				k := 0
 				if n == acl.DefaultXattr {
-					i = 1
+					k = 1
 				}
-				if acls[i], err = s.shiftACL(a); err != nil {
-					return fmt.Errorf("%s: %w", e.Path, err)
+				if acls[k], err = s.shiftACL(a); err != nil {
+					return fmt.Errorf("%s: %w", e.Path(), err)
 				}
 			}
 		}
 	}
 	if err := unix.Fchownat(e.Dirfd, e.Name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("changing the owner of %s: %w", e.Path, err)
+		return fmt.Errorf("changing the owner of %s: %w", e.Path(), err)
 	}
 	if link {
 		return nil
@@ -204,17 +230,16 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32) error {
 			return err
 		}
 	}
-	p := procPath(e)
 	for i, name := range []string{acl.AccessXattr, acl.DefaultXattr} {
 		if acls[i] != nil {
-			if err := unix.Lsetxattr(p, name, acls[i].Encode(), 0); err != nil {
-				return fmt.Errorf("writing the ACL of %s: %w", e.Path, err)
+			if err := setXattrAt(e.Dirfd, e.Name, name, acls[i].Encode()); err != nil {
+				return fmt.Errorf("writing the ACL of %s: %w", e.Path(), err)
 			}
 		}
 	}
 	if caps != nil {
-		if err := unix.Lsetxattr(p, capXattr, caps, 0); err != nil {
-			return fmt.Errorf("restoring the capabilities of %s: %w", e.Path, err)
+		if err := setXattrAt(e.Dirfd, e.Name, capXattr, caps); err != nil {
+			return fmt.Errorf("restoring the capabilities of %s: %w", e.Path(), err)
 		}
 	}
 	return nil
@@ -223,11 +248,11 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32) error {
 func chmodNoFollow(e *Entry, mode uint32) error {
 	fd, err := unix.Openat(e.Dirfd, e.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", e.Path, err)
+		return fmt.Errorf("opening %s: %w", e.Path(), err)
 	}
 	defer unix.Close(fd)
 	if err := unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode); err != nil {
-		return fmt.Errorf("restoring the mode of %s: %w", e.Path, err)
+		return fmt.Errorf("restoring the mode of %s: %w", e.Path(), err)
 	}
 	return nil
 }
@@ -265,45 +290,4 @@ func (s *Shift) shiftACL(a acl.ACL) (acl.ACL, error) {
 		return nil, fmt.Errorf("shifting the ACL %s: %w", a, err)
 	}
 	return out, nil
-}
-
-func listXattrs(path string) ([]string, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Llistxattr(path, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if errors.Is(err, unix.EOPNOTSUPP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		start := 0
-		for i := 0; i < n; i++ {
-			if buf[i] == 0 {
-				names = append(names, string(buf[start:i]))
-				start = i + 1
-			}
-		}
-		return names, nil
-	}
-}
-
-func getXattr(path, name string) ([]byte, error) {
-	buf := make([]byte, 128)
-	for {
-		n, err := unix.Lgetxattr(path, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
 }

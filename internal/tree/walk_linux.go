@@ -15,12 +15,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Entry is one visited path.
+// Entry is one visited path. The walk reuses Entry values: a visit
+// function must not keep one.
 type Entry struct {
-	Path  string // for messages only: never re-resolved
-	Dirfd int    // the parent directory (for the root: its own parent or AT_FDCWD)
-	Name  string // the name in Dirfd
-	Stat  unix.Stat_t
+	Dir    string // the parent's path, for messages only: never re-resolved
+	Dirfd  int    // the parent directory's descriptor
+	Name   string // the name in Dirfd
+	Stat   unix.Stat_t
+	Worker int // which worker visits it, for per-worker state
+	root   bool
+}
+
+// Path is the entry's path, for messages.
+func (e *Entry) Path() string {
+	if e.root {
+		return e.Dir
+	}
+	return e.Dir + "/" + e.Name
 }
 
 // IsDir reports a directory.
@@ -37,17 +48,17 @@ func (e *Entry) IsRegular() bool { return e.Stat.Mode&unix.S_IFMT == unix.S_IFRE
 // fgetxattr. Other kinds cannot be opened safely and give an error.
 func (e *Entry) Open() (int, error) {
 	if !e.IsDir() && !e.IsRegular() {
-		return -1, fmt.Errorf("%s: not a regular file or directory", e.Path)
+		return -1, fmt.Errorf("%s: not a regular file or directory", e.Path())
 	}
 	fd, err := unix.Openat(e.Dirfd, e.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("opening %s: %w", e.Path, err)
+		return -1, fmt.Errorf("opening %s: %w", e.Path(), err)
 	}
 	// The entry may have been replaced since it was listed.
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Ino != e.Stat.Ino || st.Dev != e.Stat.Dev {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s changed while it was being walked", e.Path)
+		return -1, fmt.Errorf("%s changed while it was being walked", e.Path())
 	}
 	return fd, nil
 }
@@ -71,7 +82,7 @@ func Walk(ctx context.Context, root string, o Options, visit func(*Entry) error)
 		return fmt.Errorf("opening %s: %w", parent, err)
 	}
 	defer unix.Close(pfd)
-	e := &Entry{Path: root, Dirfd: pfd, Name: name}
+	e := &Entry{Dir: root, Dirfd: pfd, Name: name, root: true}
 	if err := unix.Fstatat(pfd, name, &e.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("reading %s: %w", root, err)
 	}
@@ -94,26 +105,26 @@ func walk(ctx context.Context, e *Entry, dev uint64, o Options, visit func(*Entr
 	}
 	fd, err := unix.Openat(e.Dirfd, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", e.Path, err)
+		return fmt.Errorf("opening %s: %w", e.Path(), err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Ino != e.Stat.Ino {
-		return fmt.Errorf("%s changed while it was being walked", e.Path)
+		return fmt.Errorf("%s changed while it was being walked", e.Path())
 	}
-	dir := os.NewFile(uintptr(dupFd(fd)), e.Path)
+	dir := os.NewFile(uintptr(dupFd(fd)), e.Path())
 	names, err := dir.Readdirnames(-1)
 	dir.Close()
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", e.Path, err)
+		return fmt.Errorf("listing %s: %w", e.Path(), err)
 	}
 	for _, n := range names {
-		c := &Entry{Path: filepath.Join(e.Path, n), Dirfd: fd, Name: n}
+		c := &Entry{Dir: e.Path(), Dirfd: fd, Name: n}
 		if err := unix.Fstatat(fd, n, &c.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				continue // removed meanwhile
 			}
-			return fmt.Errorf("reading %s: %w", c.Path, err)
+			return fmt.Errorf("reading %s: %w", c.Path(), err)
 		}
 		if c.IsDir() && c.Stat.Dev != dev && !o.CrossMounts {
 			continue // a mount point: another filesystem
