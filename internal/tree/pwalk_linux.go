@@ -1,13 +1,16 @@
 package tree
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -95,7 +98,6 @@ func (w *pwalker) fail(err error) {
 }
 
 func (w *pwalker) work(worker int) {
-	buf := make([]byte, 64<<10)
 	for {
 		w.mu.Lock()
 		for len(w.queue) == 0 && w.pending > 0 && w.err.Load() == nil {
@@ -109,7 +111,7 @@ func (w *pwalker) work(worker int) {
 		w.queue = w.queue[:len(w.queue)-1]
 		w.mu.Unlock()
 
-		w.list(j, worker, buf)
+		w.list(j, worker)
 
 		w.mu.Lock()
 		w.pending--
@@ -121,58 +123,94 @@ func (w *pwalker) work(worker int) {
 }
 
 // list visits the entries of one directory and queues (or descends into)
-// its subdirectories; it closes the directory's descriptor.
-func (w *pwalker) list(j dirJob, worker int, buf []byte) {
+// its subdirectories; it closes the directory's descriptor. It reads the
+// raw getdents records and hands each name to the kernel straight from
+// the buffer (d_name is NUL-terminated there): no allocation per entry.
+func (w *pwalker) list(j dirJob, worker int) {
 	defer unix.Close(j.fd)
 	if w.err.Load() != nil || w.ctx.Err() != nil {
 		return
 	}
-	names, err := readNames(j.fd, buf)
-	if err != nil {
-		w.fail(fmt.Errorf("listing %s: %w", j.path, err))
-		return
-	}
-	// One Entry for the whole directory: visit functions do not keep it.
+	bp := direntBufs.Get().(*[]byte)
+	defer direntBufs.Put(bp)
+	buf := *bp
 	c := &Entry{Dir: j.path, Dirfd: j.fd, Worker: worker}
-	for _, n := range names {
-		c.Name = n
-		if err := unix.Fstatat(j.fd, n, &c.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			w.fail(fmt.Errorf("reading %s: %w", c.Path(), err))
-			return
-		}
-		isDir := c.IsDir()
-		if isDir && c.Stat.Dev != w.dev && !w.o.CrossMounts {
+	for {
+		n, err := unix.Getdents(j.fd, buf)
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		if err := w.visit(c); err != nil {
-			if errors.Is(err, ErrSkipDir) {
-				continue
-			}
-			w.fail(err)
-			return
-		}
-		if !isDir {
-			continue
-		}
-		fd, err := openDir(c)
 		if err != nil {
-			w.fail(err)
+			w.fail(fmt.Errorf("listing %s: %w", j.path, err))
 			return
 		}
-		w.mu.Lock()
-		if len(w.queue) < maxQueued {
-			w.queue = append(w.queue, dirJob{fd: fd, path: c.Path()})
-			w.pending++
-			w.cond.Signal()
-			w.mu.Unlock()
-			continue
+		if n <= 0 {
+			return
 		}
-		w.mu.Unlock()
-		w.list(dirJob{fd: fd, path: c.Path()}, worker, buf) // names are copies: buf is free again
+		for off := 0; off < n; {
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			name := buf[off+19 : off+reclen]
+			off += reclen
+			l := bytes.IndexByte(name, 0)
+			if l <= 0 || l == 1 && name[0] == '.' || l == 2 && name[0] == '.' && name[1] == '.' {
+				continue
+			}
+			c.Name, c.name0 = unsafe.String(&name[0], l), &name[0]
+			if !w.entry(c, worker) {
+				return
+			}
+		}
 	}
+}
+
+var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// entry stats and visits one name of a directory being listed; false
+// stops the listing.
+func (w *pwalker) entry(c *Entry, worker int) bool {
+	if err := fstatat(c.Dirfd, c.name0, &c.Stat); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return true
+		}
+		w.fail(fmt.Errorf("reading %s: %w", c.Path(), err))
+		return false
+	}
+	isDir := c.IsDir()
+	if isDir && c.Stat.Dev != w.dev && !w.o.CrossMounts {
+		return true
+	}
+	if err := w.visit(c); err != nil {
+		if errors.Is(err, ErrSkipDir) {
+			return true
+		}
+		w.fail(err)
+		return false
+	}
+	if !isDir {
+		return true
+	}
+	fd, err := openDir(c)
+	if err != nil {
+		w.fail(err)
+		return false
+	}
+	w.mu.Lock()
+	if len(w.queue) < maxQueued {
+		w.queue = append(w.queue, dirJob{fd: fd, path: c.Path()})
+		w.pending++
+		w.cond.Signal()
+		w.mu.Unlock()
+		return true
+	}
+	w.mu.Unlock()
+	w.list(dirJob{fd: fd, path: c.Path()}, worker)
+	return true
+}
+
+// fstatat is fstatat(2) with AT_SYMLINK_NOFOLLOW on a NUL-terminated name.
+func fstatat(dirfd int, name *byte, st *unix.Stat_t) error {
+	_, _, e := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+	return errnoErr(e)
 }
 
 func openDir(e *Entry) (int, error) {
@@ -186,22 +224,4 @@ func openDir(e *Entry) (int, error) {
 		return -1, fmt.Errorf("%s changed while it was being walked", e.Path())
 	}
 	return fd, nil
-}
-
-// readNames lists a directory through its descriptor with getdents.
-func readNames(fd int, buf []byte) ([]string, error) {
-	var names []string
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			return names, nil
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -178,7 +179,7 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 	var caps []byte
 	var acls [2]acl.ACL
 	if !link {
-		names, err := listXattrsAt(e.Dirfd, e.Name, *buf)
+		names, err := listXattrsAt(e, *buf)
 		if err != nil {
 			return fmt.Errorf("reading the extended attributes of %s: %w", e.Path(), err)
 		}
@@ -217,7 +218,7 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 			}
 		}
 	}
-	if err := unix.Fchownat(e.Dirfd, e.Name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := fchownat(e, uid, gid); err != nil {
 		return fmt.Errorf("changing the owner of %s: %w", e.Path(), err)
 	}
 	if link {
@@ -290,4 +291,10 @@ func (s *Shift) shiftACL(a acl.ACL) (acl.ACL, error) {
 		return nil, fmt.Errorf("shifting the ACL %s: %w", a, err)
 	}
 	return out, nil
+}
+
+// fchownat is fchownat(2) with AT_SYMLINK_NOFOLLOW on the entry's name.
+func fchownat(e *Entry, uid, gid uint32) error {
+	_, _, errno := unix.Syscall6(unix.SYS_FCHOWNAT, uintptr(e.Dirfd), uintptr(unsafe.Pointer(e.cname())), uintptr(uid), uintptr(gid), unix.AT_SYMLINK_NOFOLLOW, 0)
+	return errnoErr(errno)
 }

@@ -24,6 +24,16 @@ type Entry struct {
 	Stat   unix.Stat_t
 	Worker int // which worker visits it, for per-worker state
 	root   bool
+	name0  *byte // Name, NUL-terminated, when the walk has it in a buffer
+}
+
+// cname is the entry's name as a NUL-terminated C string.
+func (e *Entry) cname() *byte {
+	if e.name0 != nil {
+		return e.name0
+	}
+	p, _ := unix.BytePtrFromString(e.Name)
+	return p
 }
 
 // Path is the entry's path, for messages.

@@ -28,15 +28,13 @@ func procName(dirfd int, name string) string {
 
 // listXattrsAt lists the extended attribute names of (dirfd, name), into
 // buf when it is large enough.
-func listXattrsAt(dirfd int, name string, buf []byte) ([]byte, error) {
+func listXattrsAt(e *Entry, buf []byte) ([]byte, error) {
+	dirfd, name := e.Dirfd, e.Name
 	for {
 		var n int
 		var err error
 		if !noXattrat.Load() {
-			p, perr := unix.BytePtrFromString(name)
-			if perr != nil {
-				return nil, perr
-			}
+			p := e.cname()
 			var bp unsafe.Pointer
 			if len(buf) > 0 {
 				bp = unsafe.Pointer(&buf[0])
