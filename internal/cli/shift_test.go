@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,12 @@ setcap cap_net_raw+ep b; cp /bin/true v3; setcap -n 1000 cap_net_bind_service+ep
 ln a d/hardlink; ln -s `+outside+` d/link; ln -s /etc d/etc; mkfifo d/fifo; mknod d/null c 1 3
 setfacl -m u:33:rw,g:1000:r,u:70000:r a; setfacl -d -m u:33:rwx d; chown 1000:1000 d`)
 	sh(t, tr, "mount -t tmpfs tmpfs mnt && touch mnt/other")
+	l, err := net.Listen("unix", filepath.Join(tr, "d", "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
 	t.Cleanup(func() { exec.Command("umount", filepath.Join(tr, "mnt")).Run() })
 	beforeOutside, _ := os.Lstat(outside)
 	etcUID, _ := owner(t, "/etc")
@@ -59,6 +66,7 @@ setfacl -m u:33:rw,g:1000:r,u:70000:r a; setfacl -d -m u:33:rwx d; chown 1000:10
 	want := map[string][2]uint32{
 		"a": {100033, 100033}, "b": {100000, 100000}, "suid": {100000, 100000}, "d": {101000, 101000},
 		"d/hardlink": {100033, 100033}, "d/link": {100000, 100000}, "d/fifo": {100000, 100000}, "d/null": {100000, 100000},
+		"d/sock": {100000, 100000},
 	}
 	for p, w := range want {
 		if u, g := owner(t, filepath.Join(tr, p)); u != w[0] || g != w[1] {
@@ -104,6 +112,14 @@ setfacl -m u:33:rw,g:1000:r,u:70000:r a; setfacl -d -m u:33:rwx d; chown 1000:10
 		if before[p] != c {
 			t.Errorf("the rerun touched %s", p)
 		}
+	}
+
+	// --cross-mounts descends into the mounted filesystem too.
+	if _, stderr, code := runCLI(t, "unix:///nonexistent.sock", "shift", tr, "--from", "host", "--to", "ranges:0:100000:65536", "--cross-mounts", "--journal", filepath.Join(dir, "j2.json")); code != 0 {
+		t.Fatal(stderr)
+	}
+	if u, _ := owner(t, filepath.Join(tr, "mnt", "other")); u != 100000 {
+		t.Errorf("--cross-mounts: mnt/other is %d", u)
 	}
 
 	// chown -R, for contrast, loses what shift kept.
