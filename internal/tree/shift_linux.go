@@ -127,6 +127,13 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 	err := ParallelWalk(ctx, root, Options{CrossMounts: s.CrossMounts}, workers, func(e *Entry) error {
 		wc := &c.w[e.Worker]
 		wc.seen.Add(1)
+		// A hardlinked inode is handled by whichever name is met first;
+		// the others see it already claimed (and perhaps already shifted).
+		if !e.IsDir() && e.Stat.Nlink > 1 {
+			if _, dup := links.LoadOrStore([2]uint64{e.Stat.Dev, e.Stat.Ino}, true); dup {
+				return nil
+			}
+		}
 		nu, uok := shiftID(s.From.UID, s.To.UID, e.Stat.Uid)
 		ng, gok := shiftID(s.From.GID, s.To.GID, e.Stat.Gid)
 		if !uok || !gok {
@@ -134,11 +141,6 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 		}
 		if nu == e.Stat.Uid && ng == e.Stat.Gid {
 			return nil
-		}
-		if !e.IsDir() && e.Stat.Nlink > 1 {
-			if _, dup := links.LoadOrStore([2]uint64{e.Stat.Dev, e.Stat.Ino}, true); dup {
-				return nil
-			}
 		}
 		if s.DryRun {
 			wc.changed.Add(1)
