@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/volperm/volperm/internal/access"
 	"github.com/volperm/volperm/internal/compose"
@@ -57,15 +58,20 @@ Exit codes: 0 nothing at or above --fail-on, 1 findings at or above it, 2 usage 
 		},
 	}
 	f := cmd.Flags()
+	addInputFlags(f, &o)
+	f.StringVarP(&o.format, "format", "o", "text", "output format: text, json or sarif")
+	f.StringVar(&o.failOn, "fail-on", "error", "exit 1 when a finding is at or above: info, warning or error")
+	return cmd
+}
+
+// addInputFlags adds the inputs doctor and fix share.
+func addInputFlags(f *pflag.FlagSet, o *doctorOptions) {
 	f.StringArrayVarP(&o.files, "file", "f", nil, "compose file (repeatable, merged like docker compose)")
 	f.StringVar(&o.projectDir, "project-dir", "", "compose project directory")
 	f.StringArrayVar(&o.containers, "container", nil, "created or running container to check (repeatable)")
 	f.BoolVar(&o.allContainers, "all-containers", false, "check every container")
 	f.BoolVar(&o.hostOnly, "host", false, "check only the Docker host (socket, remap setup)")
 	f.StringVar(&o.daemonConfig, "daemon-config", "", "daemon.json to check (default: the running dockerd's --config-file, else "+host.DefaultDaemonConfig+")")
-	f.StringVarP(&o.format, "format", "o", "text", "output format: text, json or sarif")
-	f.StringVar(&o.failOn, "fail-on", "error", "exit 1 when a finding is at or above: info, warning or error")
-	return cmd
 }
 
 // doctorRun is everything gathered for the rules and the report.

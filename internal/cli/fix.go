@@ -45,12 +45,7 @@ merges automatically (compose.override.yaml beside the project), never into your
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&o.files, "file", "f", nil, "compose file (repeatable, merged like docker compose)")
-	f.StringVar(&o.projectDir, "project-dir", "", "compose project directory")
-	f.StringArrayVar(&o.containers, "container", nil, "created or running container (repeatable)")
-	f.BoolVar(&o.allContainers, "all-containers", false, "every container")
-	f.BoolVar(&o.hostOnly, "host", false, "only the Docker host")
-	f.StringVar(&o.daemonConfig, "daemon-config", "", "daemon.json to check")
+	addInputFlags(f, &o.doctorOptions)
 	f.BoolVar(&o.apply, "apply", false, "perform the steps instead of printing them")
 	f.StringVar(&o.strategy, "strategy", "auto", "for a source the workload cannot use: auto (ACL when a host user owns it, else owner), acl or owner")
 	f.StringSliceVar(&o.only, "only", nil, "fix only these finding IDs (comma-separated)")

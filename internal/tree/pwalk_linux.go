@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -24,16 +23,11 @@ func ParallelWalk(ctx context.Context, root string, o Options, workers int, visi
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	parent, name := filepath.Dir(root), filepath.Base(root)
-	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	top, err := rootEntry(root)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", parent, err)
+		return err
 	}
-	defer unix.Close(pfd)
-	top := &Entry{Dir: root, Dirfd: pfd, Name: name, root: true}
-	if err := unix.Fstatat(pfd, name, &top.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("reading %s: %w", root, err)
-	}
+	defer unix.Close(top.Dirfd)
 	w := &pwalker{ctx: ctx, o: o, visit: visit, dev: top.Stat.Dev}
 	w.cond = sync.NewCond(&w.mu)
 	if err := visit(top); err != nil {

@@ -86,17 +86,28 @@ var ErrSkipDir = errors.New("skip this directory")
 // parents before children. A symlink is visited (it can be lchown'ed) but
 // never followed — root itself included.
 func Walk(ctx context.Context, root string, o Options, visit func(*Entry) error) error {
+	e, err := rootEntry(root)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(e.Dirfd)
+	return walk(ctx, e, e.Stat.Dev, o, visit)
+}
+
+// rootEntry opens root's parent and stats root in it, without following
+// root if it is a symlink. The caller closes Dirfd.
+func rootEntry(root string) (*Entry, error) {
 	parent, name := filepath.Dir(root), filepath.Base(root)
 	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", parent, err)
+		return nil, fmt.Errorf("opening %s: %w", parent, err)
 	}
-	defer unix.Close(pfd)
 	e := &Entry{Dir: root, Dirfd: pfd, Name: name, root: true}
 	if err := unix.Fstatat(pfd, name, &e.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("reading %s: %w", root, err)
+		unix.Close(pfd)
+		return nil, fmt.Errorf("reading %s: %w", root, err)
 	}
-	return walk(ctx, e, e.Stat.Dev, o, visit)
+	return e, nil
 }
 
 func walk(ctx context.Context, e *Entry, dev uint64, o Options, visit func(*Entry) error) error {
