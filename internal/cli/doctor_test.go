@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"os"
 	"os/exec"
@@ -886,4 +887,32 @@ func TestDoctorRemapSetup(t *testing.T) {
 			t.Fatalf("after allowing user namespaces: %s", out)
 		}
 	})
+}
+
+// TestDoctorCreateHostPathFalse: long syntax with create_host_path: false
+// goes through the Mount API, where a missing source is refused outright.
+func TestDoctorCreateHostPathFalse(t *testing.T) {
+	testenv.NeedRoot(t)
+	d := testenv.NeedDocker(t)
+	img := testenv.Image(t, d)
+	dir := project(t, fmt.Sprintf("services:\n  app:\n    image: %s\n    user: \"1000:1000\"\n    volumes:\n      - type: bind\n        source: ./missing\n        target: /data\n        bind:\n          create_host_path: false\n", img))
+	r, _ := doctor(t, d.Host, dir)
+	f := one(t, r, "VP101")
+	want := `invalid mount config for type "bind": bind source path does not exist: ` + filepath.Join(dir, "missing")
+	if f.Severity != diag.Error || !strings.Contains(f.Message, want) {
+		t.Fatalf("VP101 %+v", f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := d.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: img, Cmd: []string{"true"}},
+		HostConfig: &container.HostConfig{NetworkMode: "none", Mounts: []mount.Mount{{
+			Type: mount.TypeBind, Source: filepath.Join(dir, "missing"), Target: "/data"}}},
+	})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("the daemon said %v, doctor predicted %q", err, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("the daemon created the source after all")
+	}
 }
