@@ -180,35 +180,6 @@ func (c ComposeEdit) merge(old []byte) ([]byte, bool, error) {
 	return b.Bytes(), true, nil
 }
 
-// WriteAtomic replaces a file: a temporary file in the same directory,
-// fsync, rename, so the file is always either old or new.
-func WriteAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".volperm-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
 // AppendLine adds a line to a system file such as /etc/subuid, written
 // atomically with its mode and owner kept; nothing when the line is there.
 type AppendLine struct {
@@ -240,16 +211,13 @@ func (a AppendLine) Apply() (bool, error) {
 		data = append(data, '\n')
 	}
 	data = append(data, a.Line+"\n"...)
-	mode := os.FileMode(0o644)
-	st, statErr := os.Stat(a.File)
-	if statErr == nil {
-		mode = st.Mode().Perm()
+	mode, uid, gid := os.FileMode(0o644), -1, -1
+	if st, err := os.Stat(a.File); err == nil {
+		o := OwnerOf(st)
+		mode, uid, gid = st.Mode().Perm(), o.UID, o.GID
 	}
-	if err := WriteAtomic(a.File, data, mode); err != nil {
+	if err := WriteAtomicAs(a.File, data, mode, uid, gid); err != nil {
 		return false, err
-	}
-	if statErr == nil {
-		keepOwner(a.File, st)
 	}
 	return true, nil
 }

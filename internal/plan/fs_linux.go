@@ -398,10 +398,3 @@ func withMask(a acl.ACL) acl.ACL {
 	}
 	return out.Sorted()
 }
-
-// keepOwner gives a rewritten file its previous owner back.
-func keepOwner(path string, old os.FileInfo) {
-	if st, ok := old.Sys().(*unix.Stat_t); ok {
-		_ = unix.Lchown(path, int(st.Uid), int(st.Gid))
-	}
-}
