@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/volperm/volperm/internal/idmap"
 )
 
 // DefaultDaemonConfig is where dockerd reads its configuration by default.
@@ -50,7 +52,7 @@ func ParseDaemonConfig(data []byte, path string) (*DaemonConfig, error) {
 	}
 	obj, ok := raw.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%s: the daemon configuration must be a JSON object, found %s", path, jsonKind(raw))
+		return nil, &ConfigError{Path: path, Msg: "the daemon configuration must be a JSON object, found " + jsonKind(raw)}
 	}
 	_ = json.Unmarshal(data, &cfg.Raw)
 	for key, dst := range map[string]*string{"userns-remap": &cfg.UsernsRemap, "data-root": &cfg.DataRoot} {
@@ -61,7 +63,7 @@ func ParseDaemonConfig(data []byte, path string) (*DaemonConfig, error) {
 		s, ok := v.(string)
 		if !ok {
 			line, col := position(data, keyOffset(data, key))
-			return nil, fmt.Errorf("%s:%d:%d: %q must be a string, found %s", path, line, col, key, jsonKind(v))
+			return nil, &ConfigError{Path: path, Line: line, Col: col, Msg: fmt.Sprintf("%q must be a string, found %s", key, jsonKind(v))}
 		}
 		*dst = s
 	}
@@ -96,9 +98,85 @@ func jsonError(data []byte, path string, err error) error {
 			off--
 		}
 		line, col := position(data, off)
-		return fmt.Errorf("%s:%d:%d: invalid JSON: %v", path, line, col, syn)
+		return &ConfigError{Path: path, Line: line, Col: col, Msg: "invalid JSON: " + syn.Error()}
 	}
-	return fmt.Errorf("%s: invalid JSON: %w", path, err)
+	return &ConfigError{Path: path, Msg: "invalid JSON: " + err.Error()}
+}
+
+// ConfigError is a daemon.json that cannot be read: where, and why.
+type ConfigError struct {
+	Path      string
+	Line, Col int // 1-based; 0 when the problem is not at one place
+	Msg       string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s", e.Path, e.Line, e.Col, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+}
+
+// daemonConfig has the one field of dockerd's Config whose type volperm
+// checks as dockerd does; it is named Config because dockerd's error
+// texts name the type ("Go struct field Config.userns-remap").
+type daemonConfig struct {
+	RemappedRoot string `json:"userns-remap,omitempty"`
+}
+
+// Refusal is the line dockerd of version v prints before exiting when
+// its configuration file at path holds data, or "" when dockerd accepts
+// what volperm checks: the JSON syntax, the top-level kind, and the type
+// of userns-remap (daemon/config/config.go getConflictFreeConfiguration,
+// wrapped by daemon/command loadDaemonCliConfig). Observed on dockerd
+// 20.10.24, which decodes the first JSON value with a json.Decoder: an
+// empty file is "EOF", a truncated one "unexpected EOF", and anything
+// after the object is ignored. From 23.0 dockerd trims the file, accepts
+// it empty, and uses json.Unmarshal, which refuses trailing data (moby
+// issue 44905).
+func Refusal(data []byte, path string, v idmap.Version) string {
+	var msg string
+	if v.Less(idmap.Version{Major: 23}) {
+		msg = decodeRefusal(data)
+	} else {
+		msg = unmarshalRefusal(bytes.TrimSpace(data))
+	}
+	if msg == "" {
+		return ""
+	}
+	return fmt.Sprintf("unable to configure the Docker daemon with file %s: %s", path, msg)
+}
+
+func decodeRefusal(data []byte) string {
+	var m map[string]any
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
+		return err.Error()
+	}
+	var c daemonConfig
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&c); err != nil {
+		return configTypeError(err)
+	}
+	return ""
+}
+
+func unmarshalRefusal(data []byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err.Error()
+	}
+	var c daemonConfig
+	if err := json.Unmarshal(data, &c); err != nil {
+		return configTypeError(err)
+	}
+	return ""
+}
+
+// configTypeError spells a type error as dockerd's Config type gives it.
+func configTypeError(err error) string {
+	return strings.Replace(err.Error(), "Go struct field daemonConfig.", "Go struct field Config.", 1)
 }
 
 // position turns a byte offset into a 1-based line and column.

@@ -44,6 +44,13 @@ func ReadKernel(root string) Kernel {
 			break
 		}
 	}
+	// Without a readable kernel configuration, the namespace file of the
+	// process says the kernel has user namespaces.
+	if p := filepath.Join(root, "proc/self/ns/user"); k.UserNS == "" {
+		if _, err := os.Stat(p); err == nil {
+			k.UserNS, k.ConfigFile = "y", p
+		}
+	}
 	return k
 }
 
