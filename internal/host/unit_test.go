@@ -42,7 +42,7 @@ func TestReadDockerUnit(t *testing.T) {
 		{
 			// A drop-in resets ExecStart and sets its own, continued over lines.
 			"drop-in", map[string]string{
-				"lib/systemd/system/docker.service":                "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n",
+				"lib/systemd/system/docker.service":                 "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n",
 				"etc/systemd/system/docker.service.d/20-remap.conf": "[Service]\nEnvironment=\"REMAP=vp:docker\" OTHER=1\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// \\\n  --userns-remap=${REMAP}\n",
 				"etc/systemd/system/docker.service.d/10-other.conf": "[Service]\nLimitNOFILE=1048576\n",
 				"etc/systemd/system/docker.service.d/README":        "not a drop-in\n",
