@@ -1,20 +1,19 @@
+//go:build !execonly
+
 // Command volperm explains and fixes permission problems across the
 // container/host boundary. Installed as docker-volperm in a cli-plugins
 // directory it is also the Docker CLI plugin "docker volperm".
+//
+// Built with -tags execonly it carries only the container entrypoint,
+// volperm exec (see main_execonly.go).
 package main
 
 import (
 	"os"
 
 	"github.com/volperm/volperm/internal/cli"
-	"github.com/volperm/volperm/internal/entrypoint"
 )
 
 func main() {
-	// The container entrypoint takes its own path, away from the command
-	// tree: it runs before every container's process.
-	if len(os.Args) > 1 && os.Args[1] == "exec" {
-		os.Exit(entrypoint.Main(os.Args[2:], os.Stderr))
-	}
 	os.Exit(cli.Main(os.Args, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr}))
 }

@@ -111,7 +111,7 @@ func newRoot(env Env) *cobra.Command {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newMapCmd(env), newDoctorCmd(env), newFixCmd(env), newGrantCmd(env), newShiftCmd(env), newUsernsCmd(env))
+	root.AddCommand(newMapCmd(env), newDoctorCmd(env), newFixCmd(env), newGrantCmd(env), newShiftCmd(env), newUsernsCmd(env), newExecCmd(env))
 	return root
 }
 

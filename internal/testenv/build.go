@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -17,11 +18,13 @@ type buildResult struct {
 	err  error
 }
 
-// Build compiles a main package of this module into a static binary once
-// per test process and returns its path, for copying into containers.
-func Build(t testing.TB, pkg string) string {
+// Build compiles a main package of this module (with the given build
+// tags) into a static binary once per test process and returns its path,
+// for copying into containers.
+func Build(t testing.TB, pkg string, tags ...string) string {
 	t.Helper()
-	v, _ := builds.LoadOrStore(pkg, &buildResult{})
+	key := pkg + " " + strings.Join(tags, ",")
+	v, _ := builds.LoadOrStore(key, &buildResult{})
 	b := v.(*buildResult)
 	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "vp-build-")
@@ -34,7 +37,7 @@ func Build(t testing.TB, pkg string) string {
 			return
 		}
 		b.path = filepath.Join(dir, filepath.Base(pkg))
-		cmd := exec.Command("go", "build", "-trimpath", "-o", b.path, pkg)
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", strings.Join(tags, ","), "-o", b.path, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		b.out, b.err = cmd.CombinedOutput()
 	})

@@ -30,17 +30,50 @@ type RunOpts struct {
 	UsernsMode string   // "" or "host"
 	Cmd        []string // run as is: the image has no entrypoint
 	Env        []string // "NAME=value"
+	ReadOnly   bool     // --read-only: the root filesystem is mounted read-only
 }
 
 // Run creates, starts and waits for a container without a network, removes
 // it, and returns its output and its exit code. The output holds stdout and
 // stderr together: each stream in order, but the daemon logs the two
-// separately, so lines of one may come before earlier lines of the other. A non-zero exit is not a failure. A container the
-// daemon refuses to create or start returns the daemon's error as output
-// and code -1, because tests prove such refusals too; any other Engine API
-// failure fails the test.
+// separately, so lines of one may come before earlier lines of the other. A
+// non-zero exit is not a failure. A container the daemon refuses to create
+// or start returns the daemon's error as output and code -1, because tests
+// prove such refusals too; any other Engine API failure fails the test.
 func (d *Daemon) Run(t testing.TB, image string, o RunOpts) (out string, code int) {
 	t.Helper()
+	c, err := d.create(image, o)
+	if err != nil {
+		return err.Error(), -1
+	}
+	defer c.remove(t)
+	if err := c.start(); err != nil {
+		return err.Error(), -1
+	}
+	code = c.Wait(t)
+	return c.Logs(t), code
+}
+
+// Container is a container a test drives step by step: started more than
+// once, signalled, waited for.
+type Container struct {
+	d  *Daemon
+	ID string
+}
+
+// Create creates a container as Run does, without starting it; it is
+// removed when the test ends.
+func (d *Daemon) Create(t testing.TB, image string, o RunOpts) *Container {
+	t.Helper()
+	c, err := d.create(image, o)
+	if err != nil {
+		t.Fatalf("testenv: creating a container: %v", err)
+	}
+	t.Cleanup(func() { c.remove(t) })
+	return c
+}
+
+func (d *Daemon) create(image string, o RunOpts) (*Container, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	created, err := d.Client.ContainerCreate(ctx, client.ContainerCreateOptions{
@@ -56,46 +89,87 @@ func (d *Daemon) Run(t testing.TB, image string, o RunOpts) (out string, code in
 			GroupAdd: o.GroupAdd,
 			// No network: remap daemons run with --bridge=none, and no
 			// test needs one.
-			NetworkMode: "none",
-			UsernsMode:  container.UsernsMode(o.UsernsMode),
+			NetworkMode:    "none",
+			UsernsMode:     container.UsernsMode(o.UsernsMode),
+			ReadonlyRootfs: o.ReadOnly,
 			// The output is read back through the API, which the default
 			// daemon's configured log driver might not support.
 			LogConfig: container.LogConfig{Type: "json-file"},
 		},
 	})
 	if err != nil {
-		return err.Error(), -1
+		return nil, err
 	}
-	defer func() {
-		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer rcancel()
-		if _, err := d.Client.ContainerRemove(rctx, created.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
-			t.Errorf("testenv: removing container %.12s: %v", created.ID, err)
-		}
-	}()
-	if _, err := d.Client.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		return err.Error(), -1
+	return &Container{d: d, ID: created.ID}, nil
+}
+
+func (c *Container) remove(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.d.Client.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+		t.Errorf("testenv: removing container %.12s: %v", c.ID, err)
 	}
-	wait := d.Client.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+}
+
+func (c *Container) start() error {
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	_, err := c.d.Client.ContainerStart(ctx, c.ID, client.ContainerStartOptions{})
+	return err
+}
+
+// Start starts (or starts again) the container.
+func (c *Container) Start(t testing.TB) {
+	t.Helper()
+	if err := c.start(); err != nil {
+		t.Fatalf("testenv: starting container %.12s: %v", c.ID, err)
+	}
+}
+
+// Wait waits until the container is not running and returns its exit code.
+func (c *Container) Wait(t testing.TB) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	wait := c.d.Client.ContainerWait(ctx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	select {
 	case res := <-wait.Result:
 		if res.Error != nil {
-			t.Fatalf("testenv: waiting for container %.12s: %s", created.ID, res.Error.Message)
+			t.Fatalf("testenv: waiting for container %.12s: %s", c.ID, res.Error.Message)
 		}
-		code = int(res.StatusCode)
+		return int(res.StatusCode)
 	case err := <-wait.Error:
-		t.Fatalf("testenv: waiting for container %.12s: %v", created.ID, err)
+		t.Fatalf("testenv: waiting for container %.12s: %v", c.ID, err)
 	}
-	logs, err := d.Client.ContainerLogs(ctx, created.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	return 0
+}
+
+// Kill sends the container's process (its PID 1) a signal such as "TERM".
+func (c *Container) Kill(t testing.TB, signal string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	if _, err := c.d.Client.ContainerKill(ctx, c.ID, client.ContainerKillOptions{Signal: signal}); err != nil {
+		t.Fatalf("testenv: signalling container %.12s: %v", c.ID, err)
+	}
+}
+
+// Logs returns everything the container has printed so far, over all its
+// starts, stdout and stderr together (see Run).
+func (c *Container) Logs(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	logs, err := c.d.Client.ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		t.Fatalf("testenv: reading the output of container %.12s: %v", created.ID, err)
+		t.Fatalf("testenv: reading the output of container %.12s: %v", c.ID, err)
 	}
 	defer logs.Close()
 	var buf bytes.Buffer
 	if _, err := stdcopy.StdCopy(&buf, &buf, logs); err != nil {
-		t.Fatalf("testenv: reading the output of container %.12s: %v", created.ID, err)
+		t.Fatalf("testenv: reading the output of container %.12s: %v", c.ID, err)
 	}
-	return buf.String(), code
+	return buf.String()
 }
 
 // Owner is a uid:gid pair.

@@ -1,0 +1,9 @@
+package entrypoint
+
+import (
+	"testing"
+
+	"github.com/volperm/volperm/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
