@@ -6,10 +6,20 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/volperm/volperm/internal/cli.Version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: build test check fuzz install example
+.PHONY: build build-exec image test check fuzz install example bench-shift bench-exec
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/volperm ./cmd/volperm
+
+# The container entrypoint alone (volperm exec), static and slim: no Docker
+# client, compose or command tree in it.
+build-exec:
+	CGO_ENABLED=0 $(GO) build -trimpath -tags execonly -o build/volperm ./cmd/volperm
+
+# A FROM scratch image carrying only that binary, for
+# COPY --from=volperm:exec /volperm /usr/local/bin/volperm
+image: build-exec
+	docker build -t volperm:exec build
 
 # The whole test suite against the real Docker daemon and real files: on a
 # fresh machine (as root) it installs and starts what it needs first.
@@ -45,3 +55,10 @@ install: build
 # the problem the example reproduces.
 example:
 	-$(GO) run ./cmd/volperm doctor --project-dir examples/seed000
+
+# Measured figures quoted in the README.
+bench-shift:
+	./scripts/bench-shift.sh
+
+bench-exec:
+	./scripts/bench-exec.sh

@@ -1,6 +1,7 @@
 package entrypoint
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -318,5 +319,46 @@ func TestImportGraph(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// build/Dockerfile makes a FROM scratch image that carries only the
+// binary; another image copies it in and uses it as its entrypoint, tuned
+// with VOLPERM_* variables at run time.
+func TestContainerImageDefinition(t *testing.T) {
+	d := testenv.NeedDocker(t)
+	img := testenv.Image(t, d)
+	bin, err := os.ReadFile(volpermBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockerfile, err := os.ReadFile("../../build/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.BuildImage(t, d, "volperm-exec:test", map[string][]byte{"Dockerfile": dockerfile, "volperm": bin})
+	testenv.BuildImage(t, d, "volperm-exec-user:test", map[string][]byte{"Dockerfile": []byte(
+		"FROM volperm-exec:test AS volperm\n" +
+			"FROM " + img + "\n" +
+			"COPY --from=volperm /volperm /usr/local/bin/volperm\n" +
+			`ENTRYPOINT ["volperm", "exec", "--"]` + "\n")})
+	dir := workDir(t, 1234, 1234)
+	out, code := d.Run(t, "volperm-exec-user:test", testenv.RunOpts{
+		Binds: []string{dir + ":/work"},
+		Env:   []string{"VOLPERM_USER=node", "VOLPERM_MATCH=/work"},
+		Cmd:   []string{"sh", "-c", report},
+	})
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if got := field(t, out, "uid"); got != "1234 gid=1234 user=node group=node" {
+		t.Errorf("runs as %q", got)
+	}
+	inspect, err := d.Client.ImageInspect(context.Background(), "volperm-exec:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inspect.RootFS.Layers) != 1 {
+		t.Errorf("the scratch image has %d layers, want the binary's one", len(inspect.RootFS.Layers))
 	}
 }

@@ -20,9 +20,8 @@ type etcFile struct {
 func parseEtc(path string, data []byte, fields int) *etcFile {
 	s := string(data)
 	f := &etcFile{path: path, fields: fields, final: s == "" || strings.HasSuffix(s, "\n")}
-	s = strings.TrimSuffix(s, "\n")
 	if s != "" {
-		f.lines = strings.Split(s, "\n")
+		f.lines = strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 	}
 	return f
 }

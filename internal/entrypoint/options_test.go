@@ -84,3 +84,32 @@ func TestEtcFileKeepsBytes(t *testing.T) {
 		t.Errorf("appending to a file without a final newline: %q", got)
 	}
 }
+
+// An /etc file is written back byte for byte whatever it holds, and
+// lookups never panic on it.
+func FuzzEtcFile(f *testing.F) {
+	f.Add([]byte("root:x:0:0:root:/root:/bin/sh\n+\n#c\nbad\nnode:x:1000:1000::/home/node:/bin/sh"), uint32(1000))
+	f.Fuzz(func(t *testing.T, data []byte, id uint32) {
+		for _, n := range []int{4, 7} {
+			e := parseEtc("p", data, n)
+			if got := e.bytes(); string(got) != string(data) {
+				t.Fatalf("%q round-trips to %q", data, got)
+			}
+			if i := e.byID(id, -1); i >= 0 {
+				fs, ok := e.entry(i)
+				if !ok || e.id(fs) != id {
+					t.Fatalf("byID(%d) returned line %d: %q", id, i, e.lines[i])
+				}
+				e.set(i, 0, "renamed")
+				if j := e.byName("renamed"); j < 0 || j > i {
+					t.Fatalf("renamed entry not found")
+				}
+			}
+		}
+	})
+}
+
+func FuzzParseStatus(f *testing.F) {
+	f.Add([]byte("Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t1 2\nCapEff:\t0\nCapPrm:\t0\nCapAmb:\t0\n"))
+	f.Fuzz(func(t *testing.T, data []byte) { _, _ = parseStatus(data) })
+}

@@ -247,3 +247,42 @@ func checkStatic(path string) error {
 	}
 	return nil
 }
+
+// BuildImage builds an image in daemon d from a Dockerfile and the files
+// of its context, without a registry (FROM only local images or scratch),
+// tags it and removes it when the test ends.
+func BuildImage(t testing.TB, d *Daemon, tag string, files map[string][]byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, data := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := d.Client.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
+	if err != nil {
+		t.Fatalf("testenv: building %s: %v", tag, err)
+	}
+	defer res.Body.Close()
+	start := time.Now()
+	if err := readProgress(res.Body); err != nil {
+		t.Fatalf("testenv: building %s: %v", tag, err)
+	}
+	t.Logf("built %s in %v", tag, time.Since(start))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := d.Client.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true}); err != nil {
+			t.Errorf("testenv: removing %s: %v", tag, err)
+		}
+	})
+}
