@@ -62,10 +62,18 @@ func TestContainerMatchHostOwner(t *testing.T) {
 	img := testenv.Image(t, d)
 	vp := volpermBinary(t)
 	dir := workDir(t, 1234, 1234)
+	// A host file of another host user (uid 1000, node's old uid) in the
+	// bind mount, which sits inside node's home: re-owning the home must
+	// not cross into it.
+	other := filepath.Join(dir, "other")
+	write(t, other, "x", 0o644)
+	if err := os.Chown(other, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
 	c := d.Create(t, img, testenv.RunOpts{
-		Binds: []string{vp + ":/volperm:ro", dir + ":/work"},
-		Cmd: []string{"/volperm", "exec", "--verbose", "--user", "node", "--match", "/work", "--",
-			"sh", "-c", report + `; touch /work/made-$(date +%s%N); stat -c 'ctime=%Z %u:%g' /home/node >> /work/homes`},
+		Binds: []string{vp + ":/volperm:ro", dir + ":/home/node/work"},
+		Cmd: []string{"/volperm", "exec", "--verbose", "--user", "node", "--match", "/home/node/work", "--",
+			"sh", "-c", report + `; touch ~/work/made-$(date +%s%N); stat -c 'ctime=%Z %u:%g' /home/node >> ~/work/homes`},
 	})
 	c.Start(t)
 	if code := c.Wait(t); code != 0 {
@@ -80,6 +88,9 @@ func TestContainerMatchHostOwner(t *testing.T) {
 	}
 	if got := field(t, out, "CapEff") + field(t, out, "CapPrm") + field(t, out, "CapAmb"); got != strings.Repeat("0", 48) {
 		t.Errorf("capabilities left: %s", got)
+	}
+	if got := owner(t, other); got != [2]uint32{1000, 1000} {
+		t.Errorf("a host file in the bind mount under the home was re-owned to %v", got)
 	}
 	made, _ := filepath.Glob(filepath.Join(dir, "made-*"))
 	if len(made) != 1 {

@@ -374,7 +374,19 @@ func (p *preparer) chown(ctx context.Context, o options, t *target, oldUID, oldG
 	}
 	var roots []string
 	if h := filepath.Clean(t.home); h != "/" {
-		if fi, err := os.Lstat(p.path(h)); err == nil && fi.IsDir() {
+		// A home that is a mount (a bind mount from the host, a volume)
+		// holds files that are not the image's: another host user's
+		// files there must not become the container user's. Only an
+		// explicit --chown re-owns such a tree.
+		fi, err := os.Lstat(p.path(h))
+		rootFS, rerr := os.Lstat(p.path("/"))
+		switch {
+		case err != nil || !fi.IsDir() || rerr != nil:
+		case fi.Sys().(*syscall.Stat_t).Dev != rootFS.Sys().(*syscall.Stat_t).Dev:
+			if !slices.Contains(o.chown, h) {
+				t.notes = append(t.notes, fmt.Sprintf("home %s is a mount: not re-owned (add --chown %s to re-own what uid %d owns there)", h, h, oldUID))
+			}
+		default:
 			roots = append(roots, h)
 		}
 	}

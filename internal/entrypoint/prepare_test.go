@@ -406,3 +406,40 @@ func TestNumericUserWithoutAccount(t *testing.T) {
 		t.Error("/etc/passwd edited for a uid without an account")
 	}
 }
+
+// A home that is a mount holds files that are not the image's (a host
+// directory bind-mounted as the home): they are left alone unless
+// --chown names it.
+func TestHomeMountNotReowned(t *testing.T) {
+	root := fakeRoot(t, 1234, 1234)
+	home := filepath.Join(root, "home/node")
+	if err := unix.Mount("tmpfs", home, "tmpfs", 0, "mode=0755,uid=1000,gid=1000"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(home, unix.MNT_DETACH) })
+	write(t, filepath.Join(home, "host-file"), "x", 0o644)
+	os.Chown(filepath.Join(home, "host-file"), 1000, 1000)
+	tg, err := prepareIn(t, root, nil, "--user", "node", "--match", "/work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := owner(t, filepath.Join(home, "host-file")); got != [2]uint32{1000, 1000} {
+		t.Errorf("a file in a mounted home was re-owned to %v", got)
+	}
+	if !strings.Contains(strings.Join(tg.notes, "\n"), "home /home/node is a mount: not re-owned") {
+		t.Errorf("notes %q", tg.notes)
+	}
+	// Named with --chown, it is re-owned.
+	root2 := fakeRoot(t, 1234, 1234)
+	home2 := filepath.Join(root2, "home/node")
+	if err := unix.Mount("tmpfs", home2, "tmpfs", 0, "mode=0755,uid=1000,gid=1000"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(home2, unix.MNT_DETACH) })
+	if _, err := prepareIn(t, root2, nil, "--user", "node", "--match", "/work", "--chown", "/home/node"); err != nil {
+		t.Fatal(err)
+	}
+	if got := owner(t, home2); got != [2]uint32{1234, 1234} {
+		t.Errorf("--chown of the mounted home: %v", got)
+	}
+}
