@@ -26,6 +26,13 @@ type DaemonConfig struct {
 	Raw         map[string]json.RawMessage
 }
 
+// Has reports whether the file sets key at the top level (to anything,
+// even "" or null: dockerd counts it as set).
+func (c *DaemonConfig) Has(key string) bool {
+	_, ok := c.Raw[key]
+	return ok
+}
+
 // ReadDaemonConfig reads a daemon.json. A missing file is not an error: it
 // returns nil, as dockerd runs with defaults then.
 func ReadDaemonConfig(path string) (*DaemonConfig, error) {

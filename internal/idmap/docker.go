@@ -116,8 +116,14 @@ func (e *NoRangesError) DaemonMessage() string {
 	if strings.HasSuffix(e.File, "subgid") && e.Version.Less(Version{28, 0, 0}) {
 		kind = "subgid"
 	}
-	inner := fmt.Sprintf("no %s ranges found for user %q", kind, e.User)
-	if e.Version.Less(Version{29, 7, 0}) {
+	return MappingsError(e.Version, fmt.Sprintf("no %s ranges found for user %q", kind, e.User))
+}
+
+// MappingsError is how dockerd of version v words a failure to build the
+// remap's ID mappings from /etc/subuid and /etc/subgid (setupRemappedRoot
+// in daemon/daemon_unix.go).
+func MappingsError(v Version, inner string) string {
+	if v.Less(Version{29, 7, 0}) {
 		return "Can't create ID mappings: " + inner
 	}
 	return "error creating ID mappings: " + inner

@@ -83,6 +83,23 @@ func (e *MissingUserError) Error() string {
 	return fmt.Sprintf("dockerd will not start: %s; %s", e.Msg, e.Fix)
 }
 
+// DaemonMessage is what dockerd prints before exiting.
+func (e *MissingUserError) DaemonMessage() string { return e.Msg }
+
+// Refused is a setup dockerd refuses to start with: Msg is the line it
+// prints before exiting, which systemd hides behind "Failed to start Docker
+// Application Container Engine".
+type Refused struct {
+	Msg   string
+	Fix   string
+	Cause error // volperm's own reading, with file:line:col, when there is one
+}
+
+func (e *Refused) Error() string { return "dockerd will not start: " + e.Msg }
+
+// DaemonMessage is what dockerd prints.
+func (e *Refused) DaemonMessage() string { return e.Msg }
+
 // Resolve looks the spec up in the host's passwd and group entries as dockerd
 // does. For "default" with no dockremap user yet, it returns the account
 // dockerd will create (UID and GID unknown, zero) and ok=false.
