@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -174,23 +175,6 @@ func verify(t *target) error {
 }
 
 func sameSet(a, b []uint32) bool {
-	for _, x := range a {
-		found := false
-		for _, y := range b {
-			found = found || x == y
-		}
-		if !found {
-			return false
-		}
-	}
-	for _, y := range b {
-		found := false
-		for _, x := range a {
-			found = found || x == y
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	set := func(s []uint32) []uint32 { return slices.Compact(slices.Sorted(slices.Values(s))) }
+	return slices.Equal(set(a), set(b))
 }
