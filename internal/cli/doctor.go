@@ -20,6 +20,7 @@ import (
 	"github.com/volperm/volperm/internal/identity"
 	"github.com/volperm/volperm/internal/idmap"
 	"github.com/volperm/volperm/internal/remap"
+	"github.com/volperm/volperm/internal/userns"
 	"github.com/volperm/volperm/internal/workload"
 )
 
@@ -225,20 +226,12 @@ func daemonMapping(facts *engine.Facts, ep engine.Endpoint, cfgFlag string, run 
 	}
 	src.Version = v
 
-	setup := &diag.RemapSetup{Files: remap.HostFiles, Kernel: host.ReadKernel("/")}
-	setup.SubUID, _ = identity.ParseSubIDFile(remap.HostFiles.SubUID)
-	setup.SubGID, _ = identity.ParseSubIDFile(remap.HostFiles.SubGID)
-	setup.Users, _ = identity.ParsePasswdFile(remap.HostFiles.Passwd)
-	spec, from, conflict := remap.Configured(src)
-	switch {
-	case src.ConfigErr != nil:
-		setup.Spec, setup.Source, setup.Err = "(unreadable)", cfgPath, fmt.Errorf("dockerd will not start: %w", src.ConfigErr)
-	case conflict != "":
-		setup.Spec, setup.Source, setup.Err = spec, from, errors.New(conflict)
-	case spec != "":
-		setup.Spec, setup.Source = spec, from
-		res, err := remap.Resolve(remap.HostFiles, remap.Sources{Flag: spec, Version: v})
-		setup.Err, setup.Account = err, res.Account
+	// The host rules see the setup as userns check does.
+	var setup *diag.RemapSetup
+	if in, err := usernsHost(userns.System{Root: "/"}, cfgFlag, v, facts, src.Dockerd); err == nil {
+		setup = userns.Assess(in.host, in.running).Setup
+	} else {
+		run.notes = append(run.notes, oneLine(err.Error())+": the remap setup is not checked")
 	}
 
 	res, err := remap.Resolve(remap.HostFiles, src)

@@ -76,17 +76,18 @@ type usernsInput struct {
 // readUserns reads the system: this host and the daemon serving
 // DOCKER_HOST, or the files under --root.
 func readUserns(ctx context.Context, o usernsOptions) (*usernsInput, error) {
-	in := &usernsInput{sys: userns.System{Root: "/"}}
+	sys := userns.System{Root: "/"}
 	if o.root != "" {
 		abs, err := filepath.Abs(o.root)
 		if err != nil {
 			return nil, usagef("--root %s: %v", o.root, err)
 		}
-		in.sys.Root = abs
+		sys.Root = abs
 	}
 	var facts *engine.Facts
 	var proc *host.Process
-	if in.sys.Live() {
+	var notes []string
+	if sys.Live() {
 		ep, err := engine.ResolveEndpoint("")
 		if err == nil {
 			if c, err := engine.Connect(ep); err == nil {
@@ -100,14 +101,26 @@ func readUserns(ctx context.Context, o usernsOptions) (*usernsInput, error) {
 			}
 		}
 		if facts == nil {
-			in.notes = append(in.notes, "no daemon answered: the running daemon is not compared with its configuration")
+			notes = append(notes, "no daemon answered: the running daemon is not compared with its configuration")
 		}
 	}
 	v, vnote := daemonVersion(o.daemonVersion, facts)
 	if vnote != "" {
-		in.notes = append(in.notes, vnote)
+		notes = append(notes, vnote)
 	}
-	h, err := userns.Read(in.sys, userns.ReadOptions{ConfigPath: o.daemonConfig, Running: proc, Version: v})
+	in, err := usernsHost(sys, o.daemonConfig, v, facts, proc)
+	if err != nil {
+		return nil, err
+	}
+	in.notes = append(notes, in.notes...)
+	return in, nil
+}
+
+// usernsHost reads a system's remap setup. facts and proc are the
+// running daemon and its process, when one answers.
+func usernsHost(sys userns.System, daemonConfig string, v idmap.Version, facts *engine.Facts, proc *host.Process) (*usernsInput, error) {
+	in := &usernsInput{sys: sys}
+	h, err := userns.Read(sys, userns.ReadOptions{ConfigPath: daemonConfig, Running: proc, Version: v})
 	if err != nil {
 		return nil, incompleteError{err}
 	}
@@ -121,10 +134,10 @@ func readUserns(ctx context.Context, o usernsOptions) (*usernsInput, error) {
 				own = c
 			}
 		}
-		if o.daemonConfig == "" || filepath.Clean(o.daemonConfig) == filepath.Clean(own) {
+		if daemonConfig == "" || filepath.Clean(daemonConfig) == filepath.Clean(own) {
 			in.running = &userns.Daemon{Version: facts.Version, Userns: facts.Userns, RootDir: facts.RootDir}
 		} else {
-			in.notes = append(in.notes, fmt.Sprintf("--daemon-config %s is not the running daemon's configuration (%s): the running daemon is not compared with it", o.daemonConfig, own))
+			in.notes = append(in.notes, fmt.Sprintf("--daemon-config %s is not the running daemon's configuration (%s): the running daemon is not compared with it", daemonConfig, own))
 		}
 	}
 	return in, nil
@@ -440,6 +453,12 @@ func runUsernsPlan(ctx context.Context, env Env, o usernsPlanOptions, apply bool
 	in, err := readUserns(ctx, o.usernsOptions)
 	if err != nil {
 		return err
+	}
+	if err := userns.Unfinished(in.sys); err != nil {
+		if apply {
+			return err
+		}
+		in.notes = append(in.notes, err.Error())
 	}
 	p, err := userns.Make(in.host, userns.Request{User: o.user, HostUser: o.hostUser, HostGroup: o.hostGroup, Size: size, CreateUser: o.createUser})
 	if err != nil {

@@ -108,8 +108,8 @@ func Apply(sys System, p *Plan, ops Ops) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := len(ms); n > 0 && ms[n-1].State == "applying" {
-		return nil, fmt.Errorf("the apply of %s did not finish (%s): run volperm userns revert to restore what it changed, then apply again", ms[n-1].Stamp, ms[n-1].path)
+	if err := unfinished(ms); err != nil {
+		return nil, err
 	}
 	for _, c := range p.Changes {
 		now, err := os.ReadFile(c.Path)
@@ -124,11 +124,21 @@ func Apply(sys System, p *Plan, ops Ops) (*Manifest, error) {
 
 	m := &Manifest{Stamp: stamp(sys, ops.Now(), ms), State: "applying", Spec: p.Spec}
 	m.path = sys.Path(filepath.Join(ManifestDir, m.Stamp+".json"))
+	// Backups that no record names are of no use: a failure before the
+	// record is written removes them.
+	dropBackups := func() {
+		for _, f := range m.Files {
+			if f.Backup != "" {
+				_ = ops.Remove(sys.Path(f.Backup))
+			}
+		}
+	}
 	for _, c := range p.Changes {
 		mf := ManifestFile{Path: c.Host, Existed: c.Existed, Mode: c.Mode, UID: c.Owner.UID, GID: c.Owner.GID, New: sum(c.New)}
 		if c.Existed {
 			mf.Old, mf.Backup = sum(c.Old), c.Host+BackupSuffix+m.Stamp
 			if err := ops.Write(sys.Path(mf.Backup), c.Old, c.Mode, c.Owner.UID, c.Owner.GID); err != nil {
+				dropBackups()
 				return nil, fmt.Errorf("backing up %s: %w", c.Path, err)
 			}
 		}
@@ -138,6 +148,7 @@ func Apply(sys System, p *Plan, ops Ops) (*Manifest, error) {
 		m.CreatedUser = p.User
 	}
 	if err := writeManifest(m, ops); err != nil {
+		dropBackups()
 		return nil, err
 	}
 	if p.UserAdd != nil {
@@ -146,12 +157,34 @@ func Apply(sys System, p *Plan, ops Ops) (*Manifest, error) {
 		}
 	}
 	for _, c := range p.Changes {
+		if !c.Existed {
+			if err := os.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
+				return m, fmt.Errorf("creating %s: %w", filepath.Dir(c.Path), err)
+			}
+		}
 		if err := ops.Write(c.Path, c.New, c.Mode, c.Owner.UID, c.Owner.GID); err != nil {
 			return m, err
 		}
 	}
 	m.State = "applied"
 	return m, writeManifest(m, ops)
+}
+
+// Unfinished is an error when the last apply did not finish: its files
+// may be half old, half new, until volperm userns revert restores them.
+func Unfinished(sys System) error {
+	ms, err := manifests(sys)
+	if err != nil {
+		return err
+	}
+	return unfinished(ms)
+}
+
+func unfinished(ms []*Manifest) error {
+	if n := len(ms); n > 0 && ms[n-1].State == "applying" {
+		return fmt.Errorf("the apply of %s did not finish (%s): run volperm userns revert to restore what it changed, then apply again", ms[n-1].Stamp, ms[n-1].path)
+	}
+	return nil
 }
 
 // stamp is the apply's name: its UTC time, made unique if an apply of the

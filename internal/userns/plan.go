@@ -253,6 +253,7 @@ func (p *Plan) planRanges(h *Host) error {
 		}
 		why := map[string]string{
 			"kept":     fmt.Sprintf("%s's lines already give this layout: unchanged", p.User),
+			"unkeyed":  fmt.Sprintf("%s's lines keyed by uid are commented out: daemons before 28.0 would use them instead of the lines keyed by name", p.User),
 			"inserted": fmt.Sprintf("container root's line goes in front of %s's existing range, which then carries container ids 1 and up", p.User),
 			"added":    fmt.Sprintf("a free range for %s, overlapping no other owner's range and no real account", p.User),
 			"replaced": fmt.Sprintf("%s's old lines are commented out (%s) and a free range added", p.User, whys[i]),

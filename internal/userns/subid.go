@@ -85,6 +85,19 @@ func (s *side) decide() (why string) {
 	}
 	use, agree := s.uses()
 	if !agree {
+		// Lines keyed by name and by uid: daemons before 28.0 use only the
+		// uid lines, later ones both. The name lines stay when they are
+		// enough on their own.
+		var named []identity.SubID
+		for _, l := range s.mine {
+			if l.Owner == s.user {
+				named = append(named, l)
+			}
+		}
+		if ok, _ := s.usable(named, s.size); ok && s.root == nil {
+			s.action = "unkeyed"
+			return ""
+		}
 		s.action = "replaced"
 		return fmt.Sprintf("%s has lines for %s keyed by name and by uid: daemons before 28.0 use only the uid lines, later ones both", s.f.Path, s.user)
 	}
@@ -166,7 +179,7 @@ func (s *side) edit(start uint32) []byte {
 		case s.action == "inserted" && n == s.mine[0].Line:
 			out.Write(rootLine)
 			out.Write(l)
-		case s.action == "replaced" && mineHere:
+		case s.action == "replaced" && mineHere, s.action == "unkeyed" && mineHere && !bytes.HasPrefix(bytes.TrimLeft(l, " \t"), []byte(s.user+":")):
 			out.WriteString(Replaced)
 			out.Write(bytes.TrimLeft(l, " \t"))
 		default:
