@@ -108,7 +108,7 @@ func TestMake(t *testing.T) {
 			// Seed 004 on a fresh host: alice is container root, the docker
 			// group container root's group.
 			name: "host user and group, fresh", files: base(nil),
-			req:  Request{User: "alice", HostUser: "alice", HostGroup: "docker"}, spec: "alice:docker",
+			req: Request{User: "alice", HostUser: "alice", HostGroup: "docker"}, spec: "alice:docker",
 			subuid: "alice:1000:1\nalice:100000:65535\n", subgid: "alice:982:1\nalice:100000:65535\n",
 			uidMap: "0 1000 1\n1 100000 65535", gidMap: "0 982 1\n1 100000 65535",
 			daemonJSON: "{\n  \"userns-remap\": \"alice:docker\"\n}\n",
