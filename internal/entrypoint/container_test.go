@@ -373,3 +373,38 @@ func TestContainerImageDefinition(t *testing.T) {
 		t.Errorf("the scratch image has %d layers, want the binary's one", len(inspect.RootFS.Layers))
 	}
 }
+
+// Under a userns-remap daemon the work dir's host owner must be inside the
+// container's range: host 201234 is container 1234 and works; host 1234
+// shows as 65534 and is refused with the reason.
+func TestContainerRemapped(t *testing.T) {
+	testenv.NeedRoot(t)
+	d := testenv.RemapDaemon(t, testenv.Layout{User: "vpexec", SubUID: []string{"vpexec:200000:65536"}, SubGID: []string{"vpexec:200000:65536"}})
+	img := testenv.Image(t, d)
+	vp := volpermBinary(t)
+
+	dir := workDir(t, 201234, 201234)
+	out, code := d.Run(t, img, testenv.RunOpts{
+		Binds: []string{vp + ":/volperm:ro", dir + ":/work"},
+		Cmd:   []string{"/volperm", "exec", "--user", "node", "--match", "/work", "--", "sh", "-c", report + "; touch /work/f"},
+	})
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if got := field(t, out, "uid"); got != "1234 gid=1234 user=node group=node" {
+		t.Errorf("runs as %q", got)
+	}
+	if got := owner(t, filepath.Join(dir, "f")); got != [2]uint32{201234, 201234} {
+		t.Errorf("host sees %v, want 201234:201234", got)
+	}
+
+	outside := workDir(t, 1234, 1234)
+	out, code = d.Run(t, img, testenv.RunOpts{
+		Binds: []string{vp + ":/volperm:ro", outside + ":/work"},
+		Cmd:   []string{"/volperm", "exec", "--user", "node", "--match", "/work", "--", "true"},
+	})
+	want := "volperm exec: --match /work shows as uid 65534: its host owner is outside this container's user namespace (container ids 0-65535 are host ids 200000-265535)"
+	if code != 125 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, %q; want 125 and %q", code, out, want)
+	}
+}

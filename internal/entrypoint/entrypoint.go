@@ -17,6 +17,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"github.com/volperm/volperm/internal/idmap"
 )
 
 // Exit codes before the command runs, as docker run uses them.
@@ -51,6 +53,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	p := &preparer{root: "/", startGroups: groups, commit: writePair}
+	if m, err := idmap.ReadProcess(os.Getpid()); err == nil {
+		p.ns = &m
+	}
 	t, err := p.prepare(context.Background(), o)
 	if err != nil {
 		return fail(err)

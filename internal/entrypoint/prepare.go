@@ -66,6 +66,9 @@ type preparer struct {
 	startGroups []uint32
 	// commit is writePair, replaceable to test interrupted writes.
 	commit func(files ...*etcFile) (pending, error)
+	// ns is the container's user namespace mapping; nil or the identity
+	// when ids are not remapped.
+	ns *idmap.Mapping
 }
 
 // path is p inside the root.
@@ -117,6 +120,9 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 			return nil, fmt.Errorf("--match %s: %w", o.match, describe(err))
 		}
 		matched = fi.Sys().(*syscall.Stat_t)
+		if err := p.checkMapped(o.match, matched); err != nil {
+			return nil, err
+		}
 		newUID, newGID, gidFromFile = matched.Uid, matched.Gid, true
 	}
 	if hasGroup {
@@ -143,7 +149,7 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 
 	// Make the account carry the new ids.
 	if acct >= 0 && newUID != oldUID {
-		if other := passwd.byID(newUID, acct); other >= 0 {
+		for other := passwd.byID(newUID, acct); other >= 0; other = passwd.byID(newUID, acct) {
 			ofs, _ := passwd.entry(other)
 			moved := passwd.freeID(movedIDs)
 			passwd.set(other, 2, strconv.FormatUint(uint64(moved), 10))
@@ -203,6 +209,21 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 		}
 	}
 	return t, nil
+}
+
+// checkMapped refuses a --match path whose owner the container cannot
+// see: under a userns-remap a host id outside the container's range shows
+// as the overflow id, and taking that id would help nobody.
+func (p *preparer) checkMapped(path string, st *syscall.Stat_t) error {
+	if p.ns == nil || p.ns.IsIdentity() {
+		return nil
+	}
+	if _, ok := p.ns.UID.ToHost(st.Uid); ok && st.Uid != idmap.Overflow {
+		return nil
+	}
+	lo, hi := p.ns.UID[0].Host, uint64(p.ns.UID[0].Host)+uint64(p.ns.UID[0].Size)-1
+	return fmt.Errorf("--match %s shows as uid %d: its host owner is outside this container's user namespace (container ids 0-%d are host ids %d-%d); on the host, give it to the host id of the container user (volperm map tells which)",
+		path, st.Uid, p.ns.UID[0].Size-1, lo, hi)
 }
 
 func (p *preparer) readEtc(name string, fields int) (*etcFile, error) {
