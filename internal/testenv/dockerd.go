@@ -25,6 +25,11 @@ type Layout struct {
 	Group  string   // optional: --userns-remap=User:Group; created when missing
 	SubUID []string // the lines of /etc/subuid, for example "vptest:100000:65536"
 	SubGID []string // the lines of /etc/subgid
+	// Config, when set, is a daemon.json the daemon starts with instead of
+	// --userns-remap: its "userns-remap" names the remap, as it would for
+	// a daemon started by systemd. It must not set what testenv passes as
+	// flags (data-root, exec-root, hosts, pidfile, bridge, iptables).
+	Config string
 }
 
 // spec is the value of --userns-remap.
@@ -92,7 +97,11 @@ func remapDaemon(t testing.TB, l Layout) (*Daemon, error) {
 	}
 	dataRoot := filepath.Join(base, "d")
 	start := time.Now()
-	p, err := startDockerd(dataRoot, "--userns-remap="+l.spec())
+	args := []string{"--userns-remap=" + l.spec()}
+	if l.Config != "" {
+		args = []string{"--config-file", l.Config}
+	}
+	p, err := startDockerd(dataRoot, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -104,9 +113,9 @@ func remapDaemon(t testing.TB, l Layout) (*Daemon, error) {
 	if err := p.waitReady(cli); err != nil {
 		cli.Close()
 		p.stop()
-		return nil, fmt.Errorf("starting dockerd --userns-remap=%s: %w", l.spec(), err)
+		return nil, fmt.Errorf("starting dockerd %s: %w", strings.Join(args, " "), err)
 	}
-	t.Logf("testenv: dockerd --userns-remap=%s (pid %d) answered after %v", l.spec(), p.cmd.Process.Pid, time.Since(start).Round(time.Millisecond))
+	t.Logf("testenv: dockerd %s (pid %d) answered after %v", strings.Join(args, " "), p.cmd.Process.Pid, time.Since(start).Round(time.Millisecond))
 	d := &Daemon{Host: p.host, Client: cli, DataRoot: dataRoot, PID: p.cmd.Process.Pid}
 	state.remap, state.remapKey, state.remapD = p, l.key(), d
 	return d, nil

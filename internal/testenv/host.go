@@ -67,6 +67,30 @@ func EnsureUser(t testing.TB, name string) uint32 {
 	return uid
 }
 
+// EnsureGroup makes sure a host group exists and returns its gid. A group
+// it creates is deleted by Cleanup.
+func EnsureGroup(t testing.TB, name string) uint32 {
+	t.Helper()
+	NeedRoot(t)
+	state.Lock()
+	defer state.Unlock()
+	if err := beginHostEdits(t); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	if err := ensureGroup(name); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		t.Fatalf("testenv: looking up group %s: %v", name, err)
+	}
+	gid, err := parseID(g.Gid)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return gid
+}
+
 // beginHostEdits takes the cross-process lock and saves the originals of
 // the files a Layout overwrites, once per process (or after a Cleanup).
 // It must run before any user is created: Debian's useradd may append its
