@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -380,4 +381,78 @@ func TestUsernsBadInput(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestUsernsApplyLiveHost runs apply and revert on this host's own
+// /etc files (as testenv has saved them), creating the remap user with
+// useradd as dockerd creates dockremap, with a daemon.json of the test's:
+// revert deletes the user and leaves /etc/subuid, /etc/subgid and the
+// daemon.json byte for byte as before.
+func TestUsernsApplyLiveHost(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "useradd")
+	testenv.EnsureUser(t, remapUser) // takes testenv's hold on /etc/subuid and /etc/subgid
+	const name = "vpcreated"
+	t.Cleanup(func() {
+		if _, err := os.Stat("/etc/passwd"); err == nil && strings.Contains(readString(t, "/etc/passwd"), "\n"+name+":") {
+			exec.Command("userdel", name).Run()
+		}
+	})
+	cfg := filepath.Join(t.TempDir(), "daemon.json")
+	if err := os.WriteFile(cfg, []byte("{\"log-level\": \"warn\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"/etc/subuid", "/etc/subgid", cfg}
+	before := map[string]string{}
+	for _, f := range files {
+		before[f] = readString(t, f)
+	}
+	stdout, stderr, code := runCLI(t, "unix:///nonexistent.sock", "userns", "apply", "--user", name, "--create-user", "--daemon-config", cfg, "-o", "json")
+	if code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	var r struct {
+		UserAdd []string `json:"useradd"`
+		Applied struct {
+			Stamp string `json:"stamp"`
+		} `json:"applied"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || r.Applied.Stamp == "" || r.UserAdd == nil {
+		t.Fatalf("apply output %s: %v", stdout, err)
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join("/var/lib/volperm/userns", r.Applied.Stamp+".json")) })
+	if !strings.Contains(readString(t, "/etc/passwd"), "\n"+name+":") || !strings.Contains(readString(t, "/etc/subuid"), "\n"+name+":") && !strings.HasPrefix(readString(t, "/etc/subuid"), name+":") {
+		t.Fatalf("no user or no subuid line after apply")
+	}
+	if !strings.Contains(readString(t, cfg), `"userns-remap": "`+name+`"`) {
+		t.Fatalf("daemon.json: %s", readString(t, cfg))
+	}
+	// The setup is one dockerd would start with.
+	if stdout, stderr, code := runCLI(t, "unix:///nonexistent.sock", "userns", "check", "--daemon-config", cfg); code != 0 {
+		t.Fatalf("check after apply: exit %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = runCLI(t, "unix:///nonexistent.sock", "userns", "revert")
+	if code != 0 || !strings.Contains(stdout, "deleted user "+name) {
+		t.Fatalf("revert: exit %d: %s%s", code, stdout, stderr)
+	}
+	for _, f := range files {
+		if got := readString(t, f); got != before[f] {
+			t.Errorf("%s after revert: %q, want %q", f, got, before[f])
+		}
+		if m, _ := filepath.Glob(f + ".volperm-*"); len(m) > 0 {
+			t.Errorf("backups left: %v", m)
+		}
+	}
+	if strings.Contains(readString(t, "/etc/passwd"), "\n"+name+":") {
+		t.Errorf("user %s still exists after revert", name)
+	}
+}
+
+func readString(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
