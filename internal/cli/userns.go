@@ -76,13 +76,9 @@ type usernsInput struct {
 // readUserns reads the system: this host and the daemon serving
 // DOCKER_HOST, or the files under --root.
 func readUserns(ctx context.Context, o usernsOptions) (*usernsInput, error) {
-	sys := userns.System{Root: "/"}
-	if o.root != "" {
-		abs, err := filepath.Abs(o.root)
-		if err != nil {
-			return nil, usagef("--root %s: %v", o.root, err)
-		}
-		sys.Root = abs
+	sys, err := usernsSystem(o.root)
+	if err != nil {
+		return nil, err
 	}
 	var facts *engine.Facts
 	var proc *host.Process
@@ -114,6 +110,18 @@ func readUserns(ctx context.Context, o usernsOptions) (*usernsInput, error) {
 	}
 	in.notes = append(notes, in.notes...)
 	return in, nil
+}
+
+// usernsSystem is this host, or the files under --root.
+func usernsSystem(root string) (userns.System, error) {
+	if root == "" {
+		return userns.System{Root: "/"}, nil
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return userns.System{}, usagef("--root %s: %v", root, err)
+	}
+	return userns.System{Root: abs}, nil
 }
 
 // usernsHost reads a system's remap setup. facts and proc are the
@@ -651,13 +659,9 @@ is written, unless --force. Run it again to revert the apply before that. docker
 restarted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sys := userns.System{Root: "/"}
-			if root != "" {
-				abs, err := filepath.Abs(root)
-				if err != nil {
-					return usagef("--root %s: %v", root, err)
-				}
-				sys.Root = abs
+			sys, err := usernsSystem(root)
+			if err != nil {
+				return err
 			}
 			m, err := userns.Revert(sys, force, userns.DefaultOps())
 			if err != nil {

@@ -54,22 +54,27 @@ type savedFile struct {
 // returns its uid. A user it creates is deleted by Cleanup.
 func EnsureUser(t testing.TB, name string) uint32 {
 	t.Helper()
-	NeedRoot(t)
-	state.Lock()
-	defer state.Unlock()
-	if err := beginHostEdits(t); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	uid, err := ensureUser(name)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	return uid
+	return hostEdit(t, func() (uint32, error) { return ensureUser(name) })
 }
 
 // EnsureGroup makes sure a host group exists and returns its gid. A group
 // it creates is deleted by Cleanup.
 func EnsureGroup(t testing.TB, name string) uint32 {
+	t.Helper()
+	return hostEdit(t, func() (uint32, error) {
+		if err := ensureGroup(name); err != nil {
+			return 0, err
+		}
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			return 0, fmt.Errorf("looking up group %s: %w", name, err)
+		}
+		return parseID(g.Gid)
+	})
+}
+
+// hostEdit runs an edit of the host's accounts under the host lock.
+func hostEdit(t testing.TB, edit func() (uint32, error)) uint32 {
 	t.Helper()
 	NeedRoot(t)
 	state.Lock()
@@ -77,18 +82,11 @@ func EnsureGroup(t testing.TB, name string) uint32 {
 	if err := beginHostEdits(t); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	if err := ensureGroup(name); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		t.Fatalf("testenv: looking up group %s: %v", name, err)
-	}
-	gid, err := parseID(g.Gid)
+	id, err := edit()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	return gid
+	return id
 }
 
 // beginHostEdits takes the cross-process lock and saves the originals of
@@ -284,7 +282,8 @@ func restoreFile(s savedFile) error {
 
 // writeAtomic replaces a file through a rename in the same directory, so
 // that a reader (dockerd, useradd) never sees it half written and a crash
-// never leaves it truncated.
+// never leaves it truncated. (plan.WriteAtomicAs does the same; this
+// package cannot import plan, whose dependency acl tests with testenv.)
 func writeAtomic(path string, data []byte, mode fs.FileMode, uid, gid int) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".testenv-*")
 	if err != nil {

@@ -99,15 +99,11 @@ func Apply(sys System, p *Plan, ops Ops) (*Manifest, error) {
 	if len(p.Changes) == 0 && p.UserAdd == nil {
 		return nil, nil
 	}
-	unlock, err := lock(sys)
+	unlock, ms, err := lockRecords(sys)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	ms, err := manifests(sys)
-	if err != nil {
-		return nil, err
-	}
 	if err := unfinished(ms); err != nil {
 		return nil, err
 	}
@@ -250,6 +246,18 @@ func stampLess(a, b string) bool {
 	return a < b
 }
 
+// lockRecords locks the system's apply records and reads them.
+func lockRecords(sys System) (unlock func(), ms []*Manifest, err error) {
+	if unlock, err = lock(sys); err != nil {
+		return nil, nil, err
+	}
+	if ms, err = manifests(sys); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return unlock, ms, nil
+}
+
 // lock serialises applies and reverts of one system.
 func lock(sys System) (func(), error) {
 	// The parents as a package would make them (a root directory may be
@@ -280,15 +288,11 @@ func lock(sys System) (func(), error) {
 // interrupted revert) is left as it is. The backups are removed once
 // every file is restored.
 func Revert(sys System, force bool, ops Ops) (*Manifest, error) {
-	unlock, err := lock(sys)
+	unlock, ms, err := lockRecords(sys)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	ms, err := manifests(sys)
-	if err != nil {
-		return nil, err
-	}
 	var m *Manifest
 	for i := len(ms) - 1; i >= 0 && m == nil; i-- {
 		if ms[i].State != "reverted" {

@@ -211,27 +211,20 @@ func describeConfigErr(data []byte, path string) string {
 
 func (h *Host) parseIdentity() {
 	var err error
-	parse := func(f file, fn func() error) {
-		if err == nil && f.Exists {
-			err = fn()
+	if h.Passwd.Exists {
+		h.Users, err = identity.ParsePasswd(bytes.NewReader(h.Passwd.Data), h.Passwd.Path)
+	}
+	if err == nil && h.Group.Exists {
+		h.Groups, err = identity.ParseGroup(bytes.NewReader(h.Group.Data), h.Group.Path)
+	}
+	for _, sub := range []struct {
+		f   file
+		dst *[]identity.SubID
+	}{{h.SubUIDFile, &h.SubUID}, {h.SubGIDFile, &h.SubGID}} {
+		if err == nil && sub.f.Exists {
+			*sub.dst, err = identity.ParseSubID(bytes.NewReader(sub.f.Data), sub.f.Path)
 		}
 	}
-	parse(h.Passwd, func() (e error) {
-		h.Users, e = identity.ParsePasswd(bytes.NewReader(h.Passwd.Data), h.Passwd.Path)
-		return
-	})
-	parse(h.Group, func() (e error) {
-		h.Groups, e = identity.ParseGroup(bytes.NewReader(h.Group.Data), h.Group.Path)
-		return
-	})
-	parse(h.SubUIDFile, func() (e error) {
-		h.SubUID, e = identity.ParseSubID(bytes.NewReader(h.SubUIDFile.Data), h.SubUIDFile.Path)
-		return
-	})
-	parse(h.SubGIDFile, func() (e error) {
-		h.SubGID, e = identity.ParseSubID(bytes.NewReader(h.SubGIDFile.Data), h.SubGIDFile.Path)
-		return
-	})
 	h.IDErr = err
 }
 
