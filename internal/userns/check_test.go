@@ -52,8 +52,8 @@ func TestAssess(t *testing.T) {
 	}{
 		{name: "nothing configured", files: base(nil), starts: true, rootDir: "/var/lib/docker"},
 		{
-			name:  "clean default layout",
-			files: base(map[string]string{cfg: `{"userns-remap": "vp"}`, "/etc/subuid": "vp:100000:65536\n", "/etc/subgid": "vp:100000:65536\n"}),
+			name:   "clean default layout",
+			files:  base(map[string]string{cfg: `{"userns-remap": "vp"}`, "/etc/subuid": "vp:100000:65536\n", "/etc/subgid": "vp:100000:65536\n"}),
 			starts: true, rootDir: "/var/lib/docker/100000.100000",
 		},
 		{
