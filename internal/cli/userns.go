@@ -521,10 +521,11 @@ func writePlanText(w io.Writer, in *usernsInput, o usernsPlanOptions, p *userns.
 		uid = fmt.Sprintf("uid %d", *p.UID)
 	}
 	fmt.Fprintf(&b, "userns-remap %q: remap user %s (%s)\n", p.Spec, p.User, uid)
+	n := min(p.Mapping.UID.Size(), p.Mapping.GID.Size())
 	if p.HostRoot != nil {
-		fmt.Fprintf(&b, "layout: container root is host %d:%d; container ids 1-%d use the range below\n", p.HostRoot.UID, p.HostRoot.GID, p.Size-1)
+		fmt.Fprintf(&b, "layout: container root is host %d:%d; container ids 1-%d are mapped to the ranges below\n", p.HostRoot.UID, p.HostRoot.GID, n-1)
 	} else {
-		fmt.Fprintf(&b, "layout: container ids 0-%d in a range of their own\n", p.Size-1)
+		fmt.Fprintf(&b, "layout: container ids 0-%d in a range of their own\n", n-1)
 	}
 	if len(p.Changes) == 0 && p.UserAdd == nil {
 		fmt.Fprintf(&b, "\nnothing to change: the files already set this remap up\n")
@@ -546,23 +547,31 @@ func writePlanText(w io.Writer, in *usernsInput, o usernsPlanOptions, p *userns.
 
 	e := r.Effects
 	fmt.Fprintf(&b, "\nwhat changes for existing data:\n")
-	if e.From.Dir == e.To.Dir {
-		fmt.Fprintf(&b, "  dockerd keeps its root %s (%s)\n", e.To.Dir, describeStore(e.To))
-	} else {
-		if e.From.Exists {
-			fmt.Fprintf(&b, "  - images and containers: %s holds %s. With the remap dockerd uses %s (%s); the old ones stay\n    where they are, not visible while the remap is on, and come back when it is reverted.\n",
-				e.From.Dir, countText(e.From), e.To.Dir, describeStore(e.To))
-		} else {
-			fmt.Fprintf(&b, "  - images and containers: dockerd will use %s (%s)\n", e.To.Dir, describeStore(e.To))
+	bullet := func(text string, cmd ...string) {
+		b.WriteString("  - " + strings.TrimPrefix(indent(wrap(text, 90), "    "), "    "))
+		for _, c := range cmd {
+			b.WriteString("      " + c + "\n")
 		}
+	}
+	switch {
+	case e.From.Dir == e.To.Dir:
+		bullet(fmt.Sprintf("dockerd keeps its root %s (%s).", e.To.Dir, describeStore(e.To)))
+	case e.From.Exists:
+		bullet(fmt.Sprintf("images and containers: %s holds %s. With the remap dockerd uses %s (%s); the old ones stay where they are, not visible while the remap is on, and come back when it is reverted.",
+			e.From.Dir, countText(e.From), e.To.Dir, describeStore(e.To)))
+	default:
+		bullet(fmt.Sprintf("images and containers: dockerd will use %s (%s).", e.To.Dir, describeStore(e.To)))
+	}
+	if e.From.Dir != e.To.Dir {
 		for _, v := range e.From.Volumes {
 			src := filepath.Join(e.From.Dir, "volumes", v, "_data")
 			dst := filepath.Join(e.To.Dir, "volumes", v, "_data")
-			fmt.Fprintf(&b, "  - volume %s stays in %s; to use it under the remap, after the restart:\n      docker volume create %s && cp -a %s/. %s/ && volperm shift %s %s\n",
-				v, src, v, src, dst, dst, e.Shift)
+			bullet(fmt.Sprintf("volume %s stays in %s; to use its data under the remap, after the restart:", v, src),
+				fmt.Sprintf("docker volume create %s && cp -a %s/. %s/ && volperm shift %s %s", v, src, dst, dst, e.Shift))
 		}
 	}
-	fmt.Fprintf(&b, "  - bind-mounted host directories keep their owners: what container ids wrote so far is owned by\n    the old host ids. Re-own such a directory for the new mapping with:\n      volperm shift DIR %s\n", e.Shift)
+	bullet("bind-mounted host directories keep their owners: what containers wrote so far belongs to the old host ids. Re-own such a directory for the new mapping with:",
+		"volperm shift DIR "+e.Shift)
 	if !applied {
 		fmt.Fprintf(&b, "\nto make these changes: volperm userns apply %s\n", strings.Join(planArgs(o), " "))
 	} else if r.Applied == nil {
