@@ -292,11 +292,15 @@ func writeCheckText(w io.Writer, r checkReport, a *userns.Assessment, findings [
 		fmt.Fprintf(&b, "dockerd will NOT start with this configuration (VP302 below says why)\n")
 	}
 	k := r.Kernel
-	userNS := "unknown (no kernel configuration found)"
-	if k.UserNS != "" {
-		userNS = k.UserNS + " (" + k.ConfigFile + ")"
+	if k.UserNS == "" && k.MaxUserNamespaces < 0 {
+		fmt.Fprintf(&b, "kernel: not known (no kernel configuration and no /proc under the root)")
+	} else {
+		userNS := "unknown (no kernel configuration found)"
+		if k.UserNS != "" {
+			userNS = k.UserNS + " (" + k.ConfigFile + ")"
+		}
+		fmt.Fprintf(&b, "kernel: CONFIG_USER_NS=%s, user.max_user_namespaces=%s", userNS, knob(k.MaxUserNamespaces))
 	}
-	fmt.Fprintf(&b, "kernel: CONFIG_USER_NS=%s, user.max_user_namespaces=%s", userNS, knob(k.MaxUserNamespaces))
 	if k.UnprivilegedClone >= 0 {
 		fmt.Fprintf(&b, ", kernel.unprivileged_userns_clone=%d (matters only to rootless Docker: dockerd runs as root)", k.UnprivilegedClone)
 	}
