@@ -456,3 +456,64 @@ func readString(t *testing.T, path string) string {
 	}
 	return string(data)
 }
+
+// TestUsernsCheckExitCodes: check exits 1 when dockerd will not start or
+// cannot run a remapped container (user namespaces off), 0 otherwise
+// unless --fail-on asks for less; SARIF carries the findings.
+func TestUsernsCheckExitCodes(t *testing.T) {
+	image := func(t *testing.T, subuid, maxNS string) string {
+		root := t.TempDir()
+		files := map[string]string{
+			"etc/passwd": "root:x:0:0::/root:/bin/sh\nvp:x:990:990::/:/bin/false\n", "etc/group": "root:x:0:\nvp:x:990:\n",
+			"etc/subuid": subuid, "etc/subgid": "vp:100000:65536\n", "etc/docker/daemon.json": `{"userns-remap": "vp"}`,
+			"proc/sys/user/max_user_namespaces": maxNS,
+		}
+		for p, text := range files {
+			os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+			if err := os.WriteFile(filepath.Join(root, p), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return root
+	}
+	for _, tc := range []struct {
+		name, subuid, maxNS string
+		args                []string
+		code                int
+		ids                 string
+	}{
+		{"clean", "vp:100000:65536\n", "15000", nil, 0, ""},
+		{"small range: a warning", "vp:100000:1000\n", "15000", nil, 0, "VP305"},
+		{"small range, --fail-on warning", "vp:100000:1000\n", "15000", []string{"--fail-on", "warning"}, ExitFindings, "VP305"},
+		{"no user namespaces", "vp:100000:65536\n", "0", nil, ExitFindings, "VP303"},
+		{"bad --fail-on", "vp:100000:65536\n", "15000", []string{"--fail-on", "sometimes"}, ExitUsage, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := image(t, tc.subuid, tc.maxNS)
+			stdout, stderr, code := runCLI(t, "unix:///nonexistent.sock", append([]string{"userns", "check", "--root", root, "-o", "sarif"}, tc.args...)...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d: %s%s", code, tc.code, stdout, stderr)
+			}
+			if code == ExitUsage {
+				return
+			}
+			var log struct {
+				Runs []struct {
+					Results []struct {
+						RuleID string `json:"ruleId"`
+					} `json:"results"`
+				} `json:"runs"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &log); err != nil || len(log.Runs) != 1 {
+				t.Fatalf("SARIF %q: %v", stdout, err)
+			}
+			var ids []string
+			for _, r := range log.Runs[0].Results {
+				ids = append(ids, r.RuleID)
+			}
+			if got := strings.Join(ids, " "); !strings.Contains(got, tc.ids) || tc.ids == "" && got != "" {
+				t.Errorf("rules %q, want %q", got, tc.ids)
+			}
+		})
+	}
+}
