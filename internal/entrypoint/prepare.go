@@ -99,7 +99,10 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 	switch {
 	case acct >= 0:
 		fs, _ := passwd.entry(acct)
-		t.name, t.home = fs[0], fs[5]
+		t.name = fs[0]
+		if filepath.IsAbs(fs[5]) {
+			t.home = filepath.Clean(fs[5]) // an empty or relative home is "/", as login makes it
+		}
 		oldUID = passwd.id(fs)
 		g, _ := strconv.ParseUint(fs[3], 10, 32)
 		oldGID = uint32(g)
@@ -394,7 +397,7 @@ func (p *preparer) chown(ctx context.Context, o options, t *target, oldUID, oldG
 		to.GID = append(idmap.Map{{Container: oldGID, Host: t.gid, Size: 1}}, to.GID...)
 	}
 	var roots []string
-	if h := filepath.Clean(t.home); h != "/" {
+	if h := t.home; h != "/" {
 		// A home that is a mount (a bind mount from the host, a volume)
 		// holds files that are not the image's: another host user's
 		// files there must not become the container user's. Only an

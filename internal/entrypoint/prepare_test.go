@@ -443,3 +443,20 @@ func TestHomeMountNotReowned(t *testing.T) {
 		t.Errorf("--chown of the mounted home: %v", got)
 	}
 }
+
+// An account whose home field is empty runs with HOME=/, and nothing
+// outside --chown trees is re-owned: not the whole root filesystem.
+func TestEmptyHome(t *testing.T) {
+	root := fakeRoot(t, 1234, 1234)
+	write(t, filepath.Join(root, "etc/passwd"), strings.Replace(testPasswd, "node:x:1000:1000:node:/home/node:", "node:x:1000:1000:node::", 1), 0o644)
+	tg, err := prepareIn(t, root, nil, "--user", "node", "--match", "/work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.home != "/" || tg.chownCount != 0 {
+		t.Errorf("home %q, re-owned %d", tg.home, tg.chownCount)
+	}
+	if got := owner(t, filepath.Join(root, "home/node/.profile")); got != [2]uint32{1000, 1000} {
+		t.Errorf("re-owned outside any home: %v", got)
+	}
+}
