@@ -272,6 +272,8 @@ func TestContainerFailures(t *testing.T) {
 			125, "installed setuid or setgid"},
 		{"read-only /etc", testenv.RunOpts{ReadOnly: true, Binds: []string{dir + ":/work"}}, "/volperm exec --user node --match /work -- true",
 			125, "volperm exec: editing /etc/group: read-only file system"},
+		{"no CAP_SETUID", testenv.RunOpts{CapDrop: []string{"SETUID"}}, "/volperm exec --user node -- true",
+			125, "volperm exec: setting uid 1000: operation not permitted: the container lacks CAP_SETUID"},
 		{"command not found", testenv.RunOpts{}, "/volperm exec --user node -- no-such-command",
 			127, `volperm exec: "no-such-command": executable file not found in $PATH`},
 		{"not executable", testenv.RunOpts{}, "/volperm exec --user node -- /etc/passwd",

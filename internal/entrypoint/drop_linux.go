@@ -64,6 +64,9 @@ func drop(t *target) error {
 }
 
 func credErr(err error, what string) error {
+	if err == syscall.EPERM {
+		return fmt.Errorf("%w: the container lacks CAP_SET%sID (started with --cap-drop?)", err, strings.ToUpper(what[:1]))
+	}
 	if err == syscall.EINVAL {
 		return fmt.Errorf("%w: the %s is not mapped in this container's user namespace (a userns-remap or rootless daemon maps only its subordinate range)", err, what)
 	}

@@ -31,6 +31,7 @@ type RunOpts struct {
 	Cmd        []string // run as is: the image has no entrypoint
 	Env        []string // "NAME=value"
 	ReadOnly   bool     // --read-only: the root filesystem is mounted read-only
+	CapDrop    []string // --cap-drop
 }
 
 // Run creates, starts and waits for a container without a network, removes
@@ -92,6 +93,7 @@ func (d *Daemon) create(image string, o RunOpts) (*Container, error) {
 			NetworkMode:    "none",
 			UsernsMode:     container.UsernsMode(o.UsernsMode),
 			ReadonlyRootfs: o.ReadOnly,
+			CapDrop:        o.CapDrop,
 			// The output is read back through the API, which the default
 			// daemon's configured log driver might not support.
 			LogConfig: container.LogConfig{Type: "json-file"},
