@@ -61,10 +61,14 @@ type file struct {
 	Exists bool
 	Mode   fs.FileMode
 	Owner  plan.Owner
+	Link   bool // a symbolic link: read through, never replaced
 }
 
 func readFile(sys System, hostPath string) (file, error) {
 	f := file{Path: sys.Path(hostPath), Host: hostPath, Mode: 0o644, Owner: plan.Owner{UID: -1, GID: -1}}
+	if st, err := os.Lstat(f.Path); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		f.Link = true
+	}
 	st, err := os.Stat(f.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return f, nil

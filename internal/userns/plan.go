@@ -60,6 +60,7 @@ type Plan struct {
 	RootDir  string // <data-root>/<uid>.<gid>: dockerd's root with the remap
 	Config   string // daemon.json, as on the host
 	Notes    []string
+	links    []string // files to change that are symbolic links
 }
 
 // DefaultSize is the range dockerd gives dockremap, and the least that
@@ -172,6 +173,11 @@ func Make(h *Host, req Request) (*Plan, error) {
 		}
 		p.add(h.Config, data, fmt.Sprintf("set \"userns-remap\": %q, everything else kept", spec))
 	}
+	if len(p.links) > 0 {
+		// A rename would replace the link with a file, behind the back of
+		// whatever manages its target.
+		return nil, fmt.Errorf("%s is a symbolic link: volperm replaces files by renaming over them, which would replace the link; point --daemon-config (or --root) at the real file", p.links[0])
+	}
 	p.RootDir = filepath.Join(p.DataRoot, p.Mapping.RootDirSuffix())
 	return p, nil
 }
@@ -194,6 +200,9 @@ func lookupGroup(gs identity.Groups, s string) (identity.Group, bool) {
 func (p *Plan) add(f file, data []byte, why string) {
 	if f.Exists && bytes.Equal(f.Data, data) {
 		return
+	}
+	if f.Link {
+		p.links = append(p.links, f.Path)
 	}
 	p.Changes = append(p.Changes, Change{Path: f.Path, Host: f.Host, Old: f.Data, New: data, Existed: f.Exists, Mode: f.Mode, Owner: f.Owner, Why: why})
 }

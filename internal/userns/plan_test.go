@@ -239,23 +239,35 @@ func TestMakeRefuses(t *testing.T) {
 		files map[string]string
 		req   Request
 		want  string
+		link  string // make this file a symbolic link to a copy of itself
 	}{
-		{"unknown user", base(nil), Request{User: "nosuch"}, `remap user "nosuch" does not exist in ROOT/etc/passwd: give --create-user`},
-		{"unknown uid", base(nil), Request{User: "4242"}, "remap user 4242: no user with uid 4242 in ROOT/etc/passwd"},
-		{"unknown host user", base(nil), Request{User: "vp", HostUser: "nosuch"}, `host user "nosuch" does not exist in ROOT/etc/passwd`},
-		{"unknown host group", base(nil), Request{User: "vp", HostUser: "alice", HostGroup: "nosuch"}, `host group "nosuch" does not exist in ROOT/etc/group`},
-		{"host user root", base(nil), Request{User: "vp", HostUser: "root"}, "host user root: container root would be host root"},
-		{"size beyond the id space", base(nil), Request{User: "vp", Size: 1<<32 - 1}, "size 4294967295: beyond the id space"},
-		{"no room", base(map[string]string{"/etc/subuid": "x:100000:4294000000\n"}), Request{User: "vp", Size: 10_000_000}, "no free range of 10000000 ids at or above 100000"},
-		{"daemon.json an array", base(map[string]string{"/etc/docker/daemon.json": `["userns-remap"]`}), Request{User: "vp"}, "ROOT/etc/docker/daemon.json: the daemon configuration must be a JSON object, found an array"},
-		{"daemon.json broken", base(map[string]string{"/etc/docker/daemon.json": "{\n  \"debug\": true,\n}\n"}), Request{User: "vp"}, "ROOT/etc/docker/daemon.json:3:1: invalid JSON"},
-		{"subuid line broken", base(map[string]string{"/etc/subuid": "alice:100000:65536\nbob:abc:65536\n"}), Request{User: "vp"}, `ROOT/etc/subuid:2: start: "abc" is not a number`},
-		{"passwd line broken", base(map[string]string{"/etc/passwd": "root:x:0:0::/root\n"}), Request{User: "vp"}, "ROOT/etc/passwd:1: want 7 fields"},
+		{"unknown user", base(nil), Request{User: "nosuch"}, `remap user "nosuch" does not exist in ROOT/etc/passwd: give --create-user`, ""},
+		{"unknown uid", base(nil), Request{User: "4242"}, "remap user 4242: no user with uid 4242 in ROOT/etc/passwd", ""},
+		{"unknown host user", base(nil), Request{User: "vp", HostUser: "nosuch"}, `host user "nosuch" does not exist in ROOT/etc/passwd`, ""},
+		{"unknown host group", base(nil), Request{User: "vp", HostUser: "alice", HostGroup: "nosuch"}, `host group "nosuch" does not exist in ROOT/etc/group`, ""},
+		{"host user root", base(nil), Request{User: "vp", HostUser: "root"}, "host user root: container root would be host root", ""},
+		{"size beyond the id space", base(nil), Request{User: "vp", Size: 1<<32 - 1}, "size 4294967295: beyond the id space", ""},
+		{"no room", base(map[string]string{"/etc/subuid": "x:100000:4294000000\n"}), Request{User: "vp", Size: 10_000_000}, "no free range of 10000000 ids at or above 100000", ""},
+		{"daemon.json an array", base(map[string]string{"/etc/docker/daemon.json": `["userns-remap"]`}), Request{User: "vp"}, "ROOT/etc/docker/daemon.json: the daemon configuration must be a JSON object, found an array", ""},
+		{"daemon.json broken", base(map[string]string{"/etc/docker/daemon.json": "{\n  \"debug\": true,\n}\n"}), Request{User: "vp"}, "ROOT/etc/docker/daemon.json:3:1: invalid JSON", ""},
+		{"subuid line broken", base(map[string]string{"/etc/subuid": "alice:100000:65536\nbob:abc:65536\n"}), Request{User: "vp"}, `ROOT/etc/subuid:2: start: "abc" is not a number`, ""},
+		{"passwd line broken", base(map[string]string{"/etc/passwd": "root:x:0:0::/root\n"}), Request{User: "vp"}, "ROOT/etc/passwd:1: want 7 fields", ""},
 		{"flag in the unit", base(map[string]string{"/lib/systemd/system/docker.service": "[Service]\nExecStart=/usr/bin/dockerd --userns-remap=mino\n"}), Request{User: "vp"},
-			"ExecStart of /lib/systemd/system/docker.service already passes --userns-remap=mino"},
+			"ExecStart of /lib/systemd/system/docker.service already passes --userns-remap=mino", ""},
+		{"daemon.json a symbolic link", base(map[string]string{"/etc/docker/daemon.json": "{}"}), Request{User: "vp"},
+			"ROOT/etc/docker/daemon.json is a symbolic link", "/etc/docker/daemon.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sys := sysWith(t, tc.files)
+			if tc.link != "" {
+				p := sys.Path(tc.link)
+				if err := os.Rename(p, p+".real"); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(filepath.Base(p)+".real", p); err != nil {
+					t.Fatal(err)
+				}
+			}
 			_, err := Make(readHost(t, sys), tc.req)
 			want := strings.ReplaceAll(tc.want, "ROOT", sys.Root)
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
