@@ -143,7 +143,10 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 	}
 	if newUID == 0 && !o.allowRoot {
 		why := "user " + o.user + " is uid 0"
-		if matched != nil && o.uid < 0 {
+		switch {
+		case o.uid == 0:
+			why = "--uid 0 was given"
+		case matched != nil:
 			why = o.match + " is owned by uid 0 (a bind source Docker had to create is root's: create it on the host as the user that should own it, or run volperm fix)"
 		}
 		return nil, fmt.Errorf("refusing to run the command as root: %s; pass --allow-root if that is intended", why)

@@ -296,6 +296,7 @@ func TestRefusals(t *testing.T) {
 		{"unknown group", []string{"--user", "node:ghosts"}, `group "ghosts": no such group in `},
 		{"root by match", []string{"--user", "node", "--match", "/etc"}, "refusing to run the command as root: /etc is owned by uid 0"},
 		{"root by name", []string{"--user", "root"}, "refusing to run the command as root: user root is uid 0"},
+		{"root by --uid", []string{"--user", "node", "--uid", "0"}, "refusing to run the command as root: --uid 0 was given"},
 		{"missing chown tree", []string{"--user", "node", "--uid", "1300", "--chown", "/srv"}, "--chown /srv: no such file or directory"},
 		{"explicit socket missing", []string{"--user", "node", "--docker-socket", "/run/d.sock"}, "--docker-socket /run/d.sock: no such file"},
 		{"explicit socket is a directory", []string{"--user", "node", "--docker-socket", "/work"}, "is a directory, not a socket"},
