@@ -386,8 +386,10 @@ func TestContainerRemapped(t *testing.T) {
 	vp := volpermBinary(t)
 
 	dir := workDir(t, 201234, 201234)
+	// The default daemon's socket: its host group is outside the range.
+	sock := strings.TrimPrefix(testenv.NeedDocker(t).Host, "unix://")
 	out, code := d.Run(t, img, testenv.RunOpts{
-		Binds: []string{vp + ":/volperm:ro", dir + ":/work"},
+		Binds: []string{vp + ":/volperm:ro", dir + ":/work", sock + ":/var/run/docker.sock"},
 		Cmd:   []string{"/volperm", "exec", "--user", "node", "--match", "/work", "--", "sh", "-c", report + "; touch /work/f"},
 	})
 	if code != 0 {
@@ -399,13 +401,19 @@ func TestContainerRemapped(t *testing.T) {
 	if got := owner(t, filepath.Join(dir, "f")); got != [2]uint32{201234, 201234} {
 		t.Errorf("host sees %v, want 201234:201234", got)
 	}
+	if want := "volperm exec: warning: /var/run/docker.sock shows as gid 65534: its host group is outside this container's user namespace"; !strings.Contains(out, want) {
+		t.Errorf("no warning about the unreachable socket:\n%s", out)
+	}
+	if strings.Contains(out, "joins group") || strings.Contains(field(t, out, "Groups"), "65534") {
+		t.Errorf("joined the overflow group:\n%s", out)
+	}
 
 	outside := workDir(t, 1234, 1234)
 	out, code = d.Run(t, img, testenv.RunOpts{
 		Binds: []string{vp + ":/volperm:ro", outside + ":/work"},
 		Cmd:   []string{"/volperm", "exec", "--user", "node", "--match", "/work", "--", "true"},
 	})
-	want := "volperm exec: --match /work shows as uid 65534: its host owner is outside this container's user namespace (container ids 0-65535 are host ids 200000-265535)"
+	want := "volperm exec: --match /work shows as uid 65534: its host owner is outside this container's user namespace (container uids 0-65535 are host uids 200000-265535)"
 	if code != 125 || !strings.Contains(out, want) {
 		t.Errorf("exit %d, %q; want 125 and %q", code, out, want)
 	}

@@ -56,6 +56,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if m, err := idmap.ReadProcess(os.Getpid()); err == nil {
 		p.ns = &m
 	}
+	if p.mounts, err = mountPoints(); err != nil {
+		return fail(err)
+	}
 	t, err := p.prepare(context.Background(), o)
 	if err != nil {
 		return fail(err)
@@ -85,6 +88,11 @@ func run(cmd, env []string, stderr io.Writer) int {
 		}
 	}
 	path, err := exec.LookPath(cmd[0])
+	if errors.Is(err, exec.ErrDot) {
+		// Found through a relative PATH entry: a shell would run it, and
+		// so does docker run.
+		err = nil
+	}
 	if err != nil {
 		return execFailure(stderr, cmd[0], err)
 	}

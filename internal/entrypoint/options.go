@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -133,6 +134,9 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 		if p != "" && !strings.HasPrefix(p, "/") {
 			return o, &usageError{fmt.Sprintf("%q: paths must be absolute", p)}
 		}
+	}
+	for i, c := range o.chown {
+		o.chown[i] = filepath.Clean(c)
 	}
 	if o.socket != "auto" && o.socket != "none" && !strings.HasPrefix(o.socket, "/") {
 		return o, &usageError{fmt.Sprintf("--docker-socket %q: want an absolute path, auto or none", o.socket)}

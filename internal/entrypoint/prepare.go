@@ -69,6 +69,10 @@ type preparer struct {
 	// ns is the container's user namespace mapping; nil or the identity
 	// when ids are not remapped.
 	ns *idmap.Mapping
+	// mounts are the mount points (as mountPoints returns them): what is
+	// mounted into the container is not the image's, and is re-owned
+	// only when --chown names it.
+	mounts map[string]bool
 }
 
 // path is p inside the root.
@@ -151,9 +155,23 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 		}
 		return nil, fmt.Errorf("refusing to run the command as root: %s; pass --allow-root if that is intended", why)
 	}
+	if acct >= 0 && oldUID == 0 && (newUID != 0 || (gidFromFile && newGID != oldGID)) {
+		return nil, fmt.Errorf("user %s is root (uid 0): volperm does not give root other ids; run the command as the image's own user", o.user)
+	}
 	t.uid, t.gid = newUID, newGID
 
-	// Make the account carry the new ids.
+	// Make the account carry the new ids. Uid 0 is never taken from
+	// root: with --allow-root the command simply runs as root.
+	if newUID == 0 && oldUID != 0 {
+		acct, t.name, t.home = -1, "root", "/root"
+		if i := passwd.byID(0, -1); i >= 0 {
+			fs, _ := passwd.entry(i)
+			t.name = fs[0]
+			if filepath.IsAbs(fs[5]) {
+				t.home = filepath.Clean(fs[5])
+			}
+		}
+	}
 	if acct >= 0 && newUID != oldUID {
 		for other := passwd.byID(newUID, acct); other >= 0; other = passwd.byID(newUID, acct) {
 			ofs, _ := passwd.entry(other)
@@ -164,7 +182,12 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 		passwd.set(acct, 2, strconv.FormatUint(uint64(newUID), 10))
 		t.notes = append(t.notes, fmt.Sprintf("%s: uid %d -> %d", t.name, oldUID, newUID))
 	}
+	// Files of the old gid are re-grouped only when that gid is the
+	// account's own: gid 0 or a group that is another account's primary
+	// group (users, 100) holds files that are not the account's.
+	regroup := false
 	if acct >= 0 && gidFromFile && newGID != oldGID {
+		regroup = oldGID != 0 && !sharedPrimary(passwd, acct, oldGID) && ownGroup(group, oldGID, t.name)
 		t.notes = append(t.notes, primaryGroup(passwd, group, acct, t.name, oldGID, newGID))
 	}
 
@@ -199,13 +222,18 @@ func (p *preparer) prepare(ctx context.Context, o options) (*target, error) {
 	// ids in /etc/passwd.
 	var pend pending
 	if passwd.edited || group.edited {
+		for _, f := range []*etcFile{group, passwd} {
+			if f.edited && p.mounts[f.path] {
+				return nil, fmt.Errorf("%s is a mount (bind-mounted into the container): volperm cannot replace it, and editing the host's file would be wrong; drop that mount and let volperm edit the image's own file", f.path)
+			}
+		}
 		if pend, err = p.commit(group, passwd); err != nil {
 			return nil, err
 		}
 		defer pend.abort()
 	}
-	if acct >= 0 && (newUID != oldUID || (gidFromFile && newGID != oldGID)) {
-		if err := p.chown(ctx, o, t, oldUID, oldGID, gidFromFile); err != nil {
+	if acct >= 0 && (newUID != oldUID || regroup) {
+		if err := p.chown(ctx, o, t, oldUID, oldGID, regroup); err != nil {
 			return nil, err
 		}
 	}
@@ -224,12 +252,25 @@ func (p *preparer) checkMapped(path string, st *syscall.Stat_t) error {
 	if p.ns == nil || p.ns.IsIdentity() {
 		return nil
 	}
-	if _, ok := p.ns.UID.ToHost(st.Uid); ok && st.Uid != idmap.Overflow {
-		return nil
+	for _, c := range []struct {
+		what string
+		id   uint32
+		m    idmap.Map
+	}{{"uid", st.Uid, p.ns.UID}, {"gid", st.Gid, p.ns.GID}} {
+		if _, ok := c.m.ToHost(c.id); ok && c.id != idmap.Overflow || len(c.m) == 0 {
+			continue
+		}
+		lo, hi := c.m[0].Host, uint64(c.m[0].Host)+uint64(c.m[0].Size)-1
+		return fmt.Errorf("--match %s shows as %s %d: its host owner is outside this container's user namespace (container %ss 0-%d are host %ss %d-%d); on the host, give it to the host ids of the container user (volperm map tells which)",
+			path, c.what, c.id, c.what, c.m[0].Size-1, c.what, lo, hi)
 	}
-	lo, hi := p.ns.UID[0].Host, uint64(p.ns.UID[0].Host)+uint64(p.ns.UID[0].Size)-1
-	return fmt.Errorf("--match %s shows as uid %d: its host owner is outside this container's user namespace (container ids 0-%d are host ids %d-%d); on the host, give it to the host id of the container user (volperm map tells which)",
-		path, st.Uid, p.ns.UID[0].Size-1, lo, hi)
+	return nil
+}
+
+// unmappedGID reports a gid that shows as the overflow id of a remapped
+// user namespace: a host group the container cannot name.
+func (p *preparer) unmappedGID(gid uint32) bool {
+	return p.ns != nil && !p.ns.IsIdentity() && gid == idmap.Overflow
 }
 
 func (p *preparer) readEtc(name string, fields int) (*etcFile, error) {
@@ -277,6 +318,17 @@ func primaryGroup(passwd, group *etcFile, acct int, name string, oldGID, newGID 
 	return fmt.Sprintf("%s: primary gid %d -> %d (new group %s)", name, oldGID, newGID, gname)
 }
 
+// ownGroup reports whether gid is the account's personal group: named
+// like it, or with no name at all.
+func ownGroup(group *etcFile, gid uint32, name string) bool {
+	i := group.byID(gid, -1)
+	if i < 0 {
+		return true
+	}
+	fs, _ := group.entry(i)
+	return fs[0] == name
+}
+
 // sharedPrimary reports whether another account has gid as its primary
 // group, which must then keep it.
 func sharedPrimary(passwd *etcFile, acct int, gid uint32) bool {
@@ -316,6 +368,10 @@ func (p *preparer) socket(spec string, t *target) (uint32, bool, error) {
 	st := fi.Sys().(*syscall.Stat_t)
 	if fi.Mode().Perm()&0o060 != 0o060 {
 		t.notes = append(t.notes, fmt.Sprintf("warning: %s is mode %04o: its group cannot read and write it, so joining gid %d does not help; fix the mode on the host (0660, never 0666)", path, fi.Mode().Perm(), st.Gid))
+	}
+	if p.unmappedGID(st.Gid) {
+		t.notes = append(t.notes, fmt.Sprintf("warning: %s shows as gid %d: its host group is outside this container's user namespace (userns-remap), so no group inside can reach it; run this container with --userns=host to use the socket", path, st.Gid))
+		return 0, false, nil
 	}
 	if st.Gid == 0 {
 		t.notes = append(t.notes, fmt.Sprintf("warning: %s belongs to group 0 (root): not joining the root group; give the socket the host's docker group instead", path))
@@ -409,7 +465,7 @@ func (p *preparer) chown(ctx context.Context, o options, t *target, oldUID, oldG
 		rootFS, rerr := os.Lstat(p.path("/"))
 		switch {
 		case err != nil || !fi.IsDir() || rerr != nil:
-		case fi.Sys().(*syscall.Stat_t).Dev != rootFS.Sys().(*syscall.Stat_t).Dev:
+		case p.mounts[p.path(h)] || fi.Sys().(*syscall.Stat_t).Dev != rootFS.Sys().(*syscall.Stat_t).Dev:
 			if !slices.Contains(o.chown, h) {
 				t.notes = append(t.notes, fmt.Sprintf("home %s is a mount: not re-owned (add --chown %s to re-own what uid %d owns there)", h, h, oldUID))
 			}
@@ -423,8 +479,24 @@ func (p *preparer) chown(ctx context.Context, o options, t *target, oldUID, oldG
 		}
 		roots = append(roots, filepath.Clean(c))
 	}
+	// Mounts below a root (a bind mount under the home) are left alone,
+	// even on the same device, unless --chown names them.
+	named := map[string]bool{}
 	for _, r := range roots {
-		s := tree.Shift{From: idmap.HostIdentity(), To: to}
+		named[p.path(r)] = true
+	}
+	skip := map[tree.FileID]bool{}
+	for _, r := range roots {
+		for _, m := range below(p.mounts, p.path(r)) {
+			var st syscall.Stat_t
+			if named[m] || syscall.Lstat(m, &st) != nil {
+				continue
+			}
+			skip[tree.FileID{Dev: st.Dev, Ino: st.Ino}] = true
+		}
+	}
+	for _, r := range roots {
+		s := tree.Shift{From: idmap.HostIdentity(), To: to, Skip: skip}
 		c, err := s.Run(ctx, p.path(r))
 		if err != nil {
 			return fmt.Errorf("re-owning %s: %w", r, err)

@@ -101,7 +101,11 @@ func opts(t *testing.T, args ...string) options {
 
 func prepareIn(t *testing.T, root string, start []uint32, args ...string) (*target, error) {
 	t.Helper()
-	p := &preparer{root: root, startGroups: start, commit: writePair}
+	mounts, err := mountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &preparer{root: root, startGroups: start, commit: writePair, mounts: mounts}
 	return p.prepare(context.Background(), opts(t, args...))
 }
 
@@ -296,6 +300,7 @@ func TestRefusals(t *testing.T) {
 		{"unknown group", []string{"--user", "node:ghosts"}, `group "ghosts": no such group in `},
 		{"root by match", []string{"--user", "node", "--match", "/etc"}, "refusing to run the command as root: /etc is owned by uid 0"},
 		{"root by name", []string{"--user", "root"}, "refusing to run the command as root: user root is uid 0"},
+		{"root's own ids", []string{"--user", "root", "--match", "/work"}, "user root is root (uid 0): volperm does not give root other ids"},
 		{"root by --uid", []string{"--user", "node", "--uid", "0"}, "refusing to run the command as root: --uid 0 was given"},
 		{"missing chown tree", []string{"--user", "node", "--uid", "1300", "--chown", "/srv"}, "--chown /srv: no such file or directory"},
 		{"explicit socket missing", []string{"--user", "node", "--docker-socket", "/run/d.sock"}, "--docker-socket /run/d.sock: no such file"},
@@ -459,5 +464,108 @@ func TestEmptyHome(t *testing.T) {
 	}
 	if got := owner(t, filepath.Join(root, "home/node/.profile")); got != [2]uint32{1000, 1000} {
 		t.Errorf("re-owned outside any home: %v", got)
+	}
+}
+
+// With --allow-root and a root-owned --match path, the command runs as
+// root; no account takes uid 0 and root keeps it.
+func TestAllowRootKeepsAccounts(t *testing.T) {
+	root := fakeRoot(t, 0, 0)
+	tg, err := prepareIn(t, root, nil, "--user", "node", "--match", "/work", "--allow-root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.uid != 0 || tg.name != "root" || tg.home != "/root" {
+		t.Errorf("target %+v, want root", tg)
+	}
+	if read(t, filepath.Join(root, "etc/passwd")) != testPasswd {
+		t.Errorf("/etc/passwd edited:\n%s", read(t, filepath.Join(root, "etc/passwd")))
+	}
+}
+
+// Mounts below the home are not the image's: a directory bind-mounted
+// from the same filesystem and a single file bind-mounted from another
+// are both left alone, while the rest of the home is re-owned.
+func TestMountsUnderHomeLeftAlone(t *testing.T) {
+	root := fakeRoot(t, 1234, 1234)
+	home := filepath.Join(root, "home/node")
+	// The same device: a directory elsewhere in the root, bound under the home.
+	src := filepath.Join(root, "var/www")
+	write(t, filepath.Join(src, "host-file"), "x", 0o644)
+	os.Lchown(filepath.Join(src, "host-file"), 1000, 1000)
+	os.Lchown(src, 1000, 1000)
+	bindAt(t, src, filepath.Join(home, ".cache"))
+	// Another device: a file on a tmpfs, bound onto a file of the home.
+	tmp := t.TempDir()
+	if err := unix.Mount("tmpfs", tmp, "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(tmp, unix.MNT_DETACH) })
+	write(t, filepath.Join(tmp, "gitconfig"), "x", 0o644)
+	os.Lchown(filepath.Join(tmp, "gitconfig"), 1000, 1000)
+	bindAt(t, filepath.Join(tmp, "gitconfig"), filepath.Join(home, ".profile"))
+
+	if _, err := prepareIn(t, root, nil, "--user", "node", "--match", "/work"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{".cache", ".cache/host-file", ".profile"} {
+		if got := owner(t, filepath.Join(home, p)); got != [2]uint32{1000, 1000} {
+			t.Errorf("%s, a mount under the home, was re-owned to %v", p, got)
+		}
+	}
+	if got := owner(t, filepath.Join(home, "suid")); got != [2]uint32{1234, 1234} {
+		t.Errorf("the home's own file is %v, want 1234:1234", got)
+	}
+}
+
+func bindAt(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dst, unix.MNT_DETACH) })
+}
+
+// A bind-mounted /etc/passwd cannot be replaced: said before anything is
+// re-owned.
+func TestMountedPasswd(t *testing.T) {
+	root := fakeRoot(t, 1234, 1234)
+	host := filepath.Join(t.TempDir(), "passwd")
+	write(t, host, testPasswd, 0o644)
+	bindAt(t, host, filepath.Join(root, "etc/passwd"))
+	_, err := prepareIn(t, root, nil, "--user", "node", "--match", "/work")
+	if err == nil || !strings.Contains(err.Error(), "/etc/passwd is a mount (bind-mounted into the container): volperm cannot replace it") {
+		t.Fatalf("error %v", err)
+	}
+	if got := owner(t, filepath.Join(root, "home/node/.profile")); got != [2]uint32{1000, 1000} {
+		t.Errorf("re-owned before the refusal: %v", got)
+	}
+	if read(t, host) != testPasswd {
+		t.Error("the host's passwd was edited")
+	}
+}
+
+// A primary group that is not the account's own (users, 100) keeps its
+// files: only the account's uid moves them.
+func TestSharedGroupFilesKept(t *testing.T) {
+	root := fakeRoot(t, 1300, 1300)
+	f := filepath.Join(root, "home/app/by-root")
+	write(t, f, "x", 0o644)
+	os.Lchown(f, 0, 100)
+	if _, err := prepareIn(t, root, nil, "--user", "app", "--match", "/work"); err != nil {
+		t.Fatal(err)
+	}
+	if got := owner(t, f); got != [2]uint32{0, 100} {
+		t.Errorf("root's file of group users became %v", got)
+	}
+	if got := owner(t, filepath.Join(root, "home/app")); got != [2]uint32{1300, 100} {
+		t.Errorf("app's home is %v, want 1300:100 (uid moved, shared group kept)", got)
+	}
+}
+
+func TestParseMountInfo(t *testing.T) {
+	m := parseMountInfo([]byte("36 35 98:0 /mnt1 /mnt/with\\040space rw - ext3 /dev/root rw\n37 35 0:1 / / rw - ext4 x rw\nshort\n"))
+	if !m["/mnt/with space"] || !m["/"] || len(m) != 2 {
+		t.Errorf("%v", m)
 	}
 }

@@ -169,10 +169,10 @@ func (w *pwalker) entry(c *Entry, worker int) bool {
 		w.fail(fmt.Errorf("reading %s: %w", c.Path(), err))
 		return false
 	}
-	isDir := c.IsDir()
-	if isDir && c.Stat.Dev != w.dev && !w.o.CrossMounts {
+	if w.o.skip(c, w.dev) {
 		return true
 	}
+	isDir := c.IsDir()
 	if err := w.visit(c); err != nil {
 		if errors.Is(err, ErrSkipDir) {
 			return true

@@ -27,6 +27,7 @@ type Shift struct {
 	From, To    idmap.Mapping
 	DryRun      bool
 	CrossMounts bool
+	Skip        map[FileID]bool // entries left alone: see Options.Skip
 	Workers     int
 	// Progress, when set, is called now and then with the counts so far.
 	Progress func(Counts)
@@ -124,7 +125,7 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 	if s.Progress != nil {
 		go progressLoop(ctx, &c, s.Progress)
 	}
-	err := ParallelWalk(ctx, root, Options{CrossMounts: s.CrossMounts}, workers, func(e *Entry) error {
+	err := ParallelWalk(ctx, root, Options{CrossMounts: s.CrossMounts, Skip: s.Skip}, workers, func(e *Entry) error {
 		wc := &c.w[e.Worker]
 		wc.seen.Add(1)
 		// A hardlinked inode is handled by whichever name is met first;

@@ -75,7 +75,26 @@ func (e *Entry) Open() (int, error) {
 
 // Options tune a walk.
 type Options struct {
-	CrossMounts bool // descend into other filesystems
+	// CrossMounts visits entries on other filesystems (mount points and
+	// what is below them, bind-mounted files too); without it they are
+	// neither visited nor entered.
+	CrossMounts bool
+	// Skip lists entries (by device and inode) that are neither visited
+	// nor entered, such as mount points on the same device as the root
+	// (a bind mount of another directory of the same filesystem), which
+	// the device check cannot see.
+	Skip map[FileID]bool
+}
+
+// FileID names an inode: its device and number.
+type FileID struct{ Dev, Ino uint64 }
+
+// skip reports whether the walk leaves e alone.
+func (o *Options) skip(e *Entry, dev uint64) bool {
+	if e.Stat.Dev != dev && !o.CrossMounts {
+		return true
+	}
+	return len(o.Skip) > 0 && o.Skip[FileID{e.Stat.Dev, e.Stat.Ino}]
 }
 
 // ErrSkipDir returned by the visit function for a directory skips its
@@ -147,8 +166,8 @@ func walk(ctx context.Context, e *Entry, dev uint64, o Options, visit func(*Entr
 			}
 			return fmt.Errorf("reading %s: %w", c.Path(), err)
 		}
-		if c.IsDir() && c.Stat.Dev != dev && !o.CrossMounts {
-			continue // a mount point: another filesystem
+		if o.skip(c, dev) {
+			continue // a mount point, or a file bind-mounted from another filesystem
 		}
 		if err := walk(ctx, c, dev, o, visit); err != nil {
 			return err

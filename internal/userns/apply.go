@@ -140,9 +140,6 @@ func Apply(sys System, p *Plan, ops Ops) (*Manifest, error) {
 		}
 		m.Files = append(m.Files, mf)
 	}
-	if p.UserAdd != nil {
-		m.CreatedUser = p.User
-	}
 	if err := writeManifest(m, ops); err != nil {
 		dropBackups()
 		return nil, err
@@ -150,6 +147,14 @@ func Apply(sys System, p *Plan, ops Ops) (*Manifest, error) {
 	if p.UserAdd != nil {
 		if err := ops.Run(p.UserAdd...); err != nil {
 			return m, fmt.Errorf("creating %s: %w", p.User, err)
+		}
+		// Recorded only once it exists, so that revert never deletes an
+		// account that appeared meanwhile (dockerd's "default" makes
+		// dockremap) and that this apply failed to create. A kill between
+		// the two leaves the account behind: the safer loss.
+		m.CreatedUser = p.User
+		if err := writeManifest(m, ops); err != nil {
+			return m, err
 		}
 	}
 	for _, c := range p.Changes {

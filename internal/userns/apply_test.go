@@ -374,3 +374,32 @@ func TestApplyKilled(t *testing.T) {
 	}
 	t.Logf("outcomes: %v", outcomes)
 }
+
+// The record names a user as created only once useradd succeeded: a
+// useradd that fails (the user appeared meanwhile) must not lead revert
+// to delete someone else's account.
+func TestCreatedUserRecordedAfterUseradd(t *testing.T) {
+	for _, fail := range []bool{true, false} {
+		sys := fixture(t)
+		p := planFor(t, sys)
+		p.UserAdd = []string{"useradd", "vpnew"}
+		ops := DefaultOps()
+		ops.Run = func(args ...string) error {
+			if fail {
+				return errors.New("useradd: user 'vpnew' already exists")
+			}
+			return nil
+		}
+		m, err := Apply(sys, p, ops)
+		if (err != nil) != fail || m == nil {
+			t.Fatalf("useradd failing=%v: apply error %v", fail, err)
+		}
+		data, err := os.ReadFile(m.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(data), `"created_user": "vpnew"`); got == fail {
+			t.Errorf("useradd failing=%v: record names the user as created: %v\n%s", fail, got, data)
+		}
+	}
+}
