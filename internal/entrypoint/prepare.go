@@ -257,7 +257,7 @@ func (p *preparer) checkMapped(path string, st *syscall.Stat_t) error {
 		id   uint32
 		m    idmap.Map
 	}{{"uid", st.Uid, p.ns.UID}, {"gid", st.Gid, p.ns.GID}} {
-		if _, ok := c.m.ToHost(c.id); ok && c.id != idmap.Overflow || len(c.m) == 0 {
+		if _, ok := c.m.ToHost(c.id); (ok && c.id != idmap.Overflow) || len(c.m) == 0 {
 			continue
 		}
 		lo, hi := c.m[0].Host, uint64(c.m[0].Host)+uint64(c.m[0].Size)-1
