@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/volperm/volperm/internal/idmap"
+
+	"github.com/volperm/volperm/internal/testenv"
 )
 
 func TestAmbiguous(t *testing.T) {
@@ -72,9 +74,7 @@ func TestParallelWalkVisitsEverythingOnce(t *testing.T) {
 // BenchmarkShift shifts a 5,000-entry tree back and forth; the real
 // comparison with chown -R is scripts/bench-shift.sh.
 func BenchmarkShift(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root to chown")
-	}
+	testenv.NeedRoot(b)
 	root := b.TempDir()
 	for d := range 100 {
 		dir := filepath.Join(root, fmt.Sprintf("d%d", d))

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/volperm/volperm/internal/testenv"
 )
 
 // TestDiffAgainstDiffU compares Diff with GNU diff -u on the kinds of edit
@@ -22,9 +24,7 @@ func TestDiffAgainstDiffU(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Diff("f", true, []byte(tc.old), []byte(tc.new))
-			if _, err := exec.LookPath("diff"); err != nil {
-				t.Skip("no diff to compare with")
-			}
+			testenv.NeedCommand(t, "diff")
 			dir := t.TempDir()
 			os.WriteFile(filepath.Join(dir, "a"), []byte(tc.old), 0o644)
 			os.WriteFile(filepath.Join(dir, "b"), []byte(tc.new), 0o644)
