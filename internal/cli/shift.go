@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -238,8 +239,17 @@ func usedInodes(path string) uint64 {
 }
 
 func shiftMappings(specs []string) (from, to idmap.Mapping, err error) {
-	v, _ := daemonVersion("", nil)
-	get := func(spec string) (idmap.Mapping, error) { return remap.MappingSpec(spec, remap.HostFiles, v) }
+	// Only remap: specs read /etc/subuid the way the installed dockerd does,
+	// so only they ask it its version.
+	var v idmap.Version
+	asked := false
+	get := func(spec string) (idmap.Mapping, error) {
+		if strings.HasPrefix(spec, "remap:") && !asked {
+			v, _ = daemonVersion("", nil)
+			asked = true
+		}
+		return remap.MappingSpec(spec, remap.HostFiles, v)
+	}
 	if from, err = get(specs[0]); err != nil {
 		return from, to, fmt.Errorf("--from: %w", err)
 	}

@@ -28,7 +28,7 @@ func ParallelWalk(ctx context.Context, root string, o Options, workers int, visi
 		return err
 	}
 	defer unix.Close(top.Dirfd)
-	w := &pwalker{ctx: ctx, o: o, visit: visit, dev: top.Stat.Dev}
+	w := &pwalker{ctx: ctx, o: o, visit: visit, dev: top.Stat.Dev, quick: !o.CrossMounts && localFS(root)}
 	w.cond = sync.NewCond(&w.mu)
 	if err := visit(top); err != nil {
 		if errors.Is(err, ErrSkipDir) {
@@ -73,6 +73,7 @@ type pwalker struct {
 	o     Options
 	visit func(*Entry) error
 	dev   uint64
+	quick bool
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -128,7 +129,7 @@ func (w *pwalker) list(j dirJob, worker int) {
 	bp := direntBufs.Get().(*[]byte)
 	defer direntBufs.Put(bp)
 	buf := *bp
-	c := &Entry{Dir: j.path, Dirfd: j.fd, Worker: worker}
+	c := &Entry{Dir: j.path, Dirfd: j.fd, Worker: worker, quick: w.quick}
 	for {
 		n, err := unix.Getdents(j.fd, buf)
 		if errors.Is(err, unix.EINTR) {
@@ -162,7 +163,7 @@ var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &
 // entry stats and visits one name of a directory being listed; false
 // stops the listing.
 func (w *pwalker) entry(c *Entry, worker int) bool {
-	if err := fstatat(c.Dirfd, c.name0, &c.Stat); err != nil {
+	if err := c.fstatat(); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return true
 		}
@@ -201,10 +202,11 @@ func (w *pwalker) entry(c *Entry, worker int) bool {
 	return true
 }
 
-// fstatat is fstatat(2) with AT_SYMLINK_NOFOLLOW on a NUL-terminated name.
-func fstatat(dirfd int, name *byte, st *unix.Stat_t) error {
-	_, _, e := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
-	return errnoErr(e)
+// fstatat is fstatat(2) with AT_SYMLINK_NOFOLLOW on the entry's name, into
+// its Stat.
+func (e *Entry) fstatat() error {
+	_, errno := e.call6(unix.SYS_NEWFSTATAT, uintptr(e.Dirfd), uintptr(unsafe.Pointer(e.cname())), uintptr(unsafe.Pointer(&e.Stat)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+	return errnoErr(errno)
 }
 
 func openDir(e *Entry) (int, error) {

@@ -31,6 +31,10 @@ type Shift struct {
 	Workers     int
 	// Progress, when set, is called now and then with the counts so far.
 	Progress func(Counts)
+
+	// noXattrs is 1 + the device whose filesystem said it keeps no
+	// extended attributes (EOPNOTSUPP): its entries are not asked again.
+	noXattrs atomic.Uint64
 }
 
 // Counts summarise a shift.
@@ -181,8 +185,12 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 	link := e.IsSymlink()
 	var caps []byte
 	var acls [2]acl.ACL
-	if !link {
+	if !link && s.noXattrs.Load() != e.Stat.Dev+1 {
 		names, err := listXattrsAt(e, *buf)
+		if err == unix.EOPNOTSUPP {
+			s.noXattrs.Store(e.Stat.Dev + 1)
+			names, err = nil, nil
+		}
 		if err != nil {
 			return fmt.Errorf("reading the extended attributes of %s: %w", e.Path(), err)
 		}
@@ -249,7 +257,19 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 	return nil
 }
 
+// chmodNoFollow sets the mode of the entry's name without following a
+// symlink: fchmodat2 (Linux 6.6), else through an O_PATH descriptor.
 func chmodNoFollow(e *Entry, mode uint32) error {
+	if !noFchmodat2.Load() {
+		_, _, errno := unix.Syscall6(unix.SYS_FCHMODAT2, uintptr(e.Dirfd), uintptr(unsafe.Pointer(e.cname())), uintptr(mode), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+		if errno != unix.ENOSYS {
+			if errno != 0 {
+				return fmt.Errorf("restoring the mode of %s: %w", e.Path(), errno)
+			}
+			return nil
+		}
+		noFchmodat2.Store(true)
+	}
 	fd, err := unix.Openat(e.Dirfd, e.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", e.Path(), err)
@@ -260,6 +280,8 @@ func chmodNoFollow(e *Entry, mode uint32) error {
 	}
 	return nil
 }
+
+var noFchmodat2 atomic.Bool
 
 // shiftCaps moves a v3 capability's root id through the mapping; a v2
 // capability is kept as it was.
@@ -298,6 +320,6 @@ func (s *Shift) shiftACL(a acl.ACL) (acl.ACL, error) {
 
 // fchownat is fchownat(2) with AT_SYMLINK_NOFOLLOW on the entry's name.
 func fchownat(e *Entry, uid, gid uint32) error {
-	_, _, errno := unix.Syscall6(unix.SYS_FCHOWNAT, uintptr(e.Dirfd), uintptr(unsafe.Pointer(e.cname())), uintptr(uid), uintptr(gid), unix.AT_SYMLINK_NOFOLLOW, 0)
+	_, errno := e.call6(unix.SYS_FCHOWNAT, uintptr(e.Dirfd), uintptr(unsafe.Pointer(e.cname())), uintptr(uid), uintptr(gid), unix.AT_SYMLINK_NOFOLLOW, 0)
 	return errnoErr(errno)
 }

@@ -25,6 +25,7 @@ type Entry struct {
 	Worker int // which worker visits it, for per-worker state
 	root   bool
 	name0  *byte // Name, NUL-terminated, when the walk has it in a buffer
+	quick  bool  // on a local filesystem: see call6
 }
 
 // cname is the entry's name as a NUL-terminated C string.

@@ -27,38 +27,40 @@ func procName(dirfd int, name string) string {
 }
 
 // listXattrsAt lists the extended attribute names of (dirfd, name), into
-// buf when it is large enough.
+// buf when it is large enough. It asks for the size first: most entries
+// have no attributes, and a sizing call costs the kernel no buffer.
 func listXattrsAt(e *Entry, buf []byte) ([]byte, error) {
-	dirfd, name := e.Dirfd, e.Name
 	for {
-		var n int
-		var err error
-		if !noXattrat.Load() {
-			p := e.cname()
-			var bp unsafe.Pointer
-			if len(buf) > 0 {
-				bp = unsafe.Pointer(&buf[0])
+		n, err := listXattr(e, nil)
+		if err == nil && n > 0 {
+			if len(buf) < n {
+				buf = make([]byte, n+256)
 			}
-			r, _, e := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, uintptr(bp), uintptr(len(buf)), 0)
-			n, err = int(r), errnoErr(e)
-			if errors.Is(err, unix.ENOSYS) {
-				noXattrat.Store(true)
-				continue
-			}
-		} else {
-			n, err = unix.Llistxattr(procName(dirfd, name), buf)
+			n, err = listXattr(e, buf)
 		}
-		switch {
-		case errors.Is(err, unix.ERANGE):
-			buf = make([]byte, len(buf)*4+256)
+		switch err {
+		case nil:
+			return buf[:n], nil
+		case unix.ERANGE: // attributes added since the sizing call
 			continue
-		case errors.Is(err, unix.EOPNOTSUPP):
-			return nil, nil
-		case err != nil:
-			return nil, err
 		}
-		return buf[:n], nil
+		return nil, err
 	}
+}
+
+func listXattr(e *Entry, buf []byte) (int, error) {
+	if !noXattrat.Load() {
+		var bp unsafe.Pointer
+		if len(buf) > 0 {
+			bp = unsafe.Pointer(&buf[0])
+		}
+		r, errno := e.call6(unix.SYS_LISTXATTRAT, uintptr(e.Dirfd), uintptr(unsafe.Pointer(e.cname())), unix.AT_SYMLINK_NOFOLLOW, uintptr(bp), uintptr(len(buf)), 0)
+		if errno != unix.ENOSYS {
+			return int(r), errnoErr(errno)
+		}
+		noXattrat.Store(true)
+	}
+	return unix.Llistxattr(procName(e.Dirfd, e.Name), buf)
 }
 
 func getXattrAt(dirfd int, name, attr string) ([]byte, error) {

@@ -1,0 +1,141 @@
+package tree
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/volperm/volperm/internal/acl"
+	"github.com/volperm/volperm/internal/idmap"
+	"github.com/volperm/volperm/internal/testenv"
+)
+
+// TestShiftSystemCallPaths shifts the same small tree through each way the
+// shift can reach the kernel — raw calls and *xattrat/fchmodat2, normal
+// calls (any walk across mounts), and the /proc fallbacks for kernels
+// without the newer calls — and checks every result on the real files.
+func TestShiftSystemCallPaths(t *testing.T) {
+	testenv.NeedRoot(t)
+	host := idmap.HostIdentity()
+	r := idmap.Map{{Container: 0, Host: 100000, Size: 65536}}
+	remapped := idmap.Mapping{UID: r, GID: r}
+	for _, c := range []struct {
+		name  string
+		cross bool
+		old   bool
+	}{
+		{name: "raw calls"},
+		{name: "normal calls", cross: true},
+		{name: "proc fallbacks", old: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.old {
+				noXattrat.Store(true)
+				noFchmodat2.Store(true)
+				t.Cleanup(func() { noXattrat.Store(false); noFchmodat2.Store(false) })
+			}
+			root := t.TempDir()
+			p := func(n string) string { return filepath.Join(root, n) }
+			for _, f := range []struct {
+				name string
+				mode uint32
+			}{{"suid", 0o4755}, {"sgid", 0o2711}, {"capv2", 0o755}, {"capv3", 0o755}, {"acl", 0o640}, {"plain", 0o644}} {
+				if err := os.WriteFile(p(f.name), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				must(t, os.Chown(p(f.name), 1000, 33))
+				must(t, os.Chmod(p(f.name), os.FileMode(f.mode&0o777)|modeBits(f.mode)))
+			}
+			must(t, os.Mkdir(p("dir"), 0o750))
+			must(t, os.Chown(p("dir"), 1000, 33))
+			must(t, os.Symlink("suid", p("link")))
+			must(t, unix.Lsetxattr(p("capv2"), capXattr, capData(capRev2, 0, false), 0))
+			must(t, unix.Lsetxattr(p("capv3"), capXattr, capData(capRev3, 1000, true), 0))
+			must(t, acl.Set(p("acl"), acl.AccessXattr, acl.ACL{{Tag: acl.UserObj, Perm: 6}, {Tag: acl.User, ID: 33, Perm: 6}, {Tag: acl.GroupObj, Perm: 4}, {Tag: acl.Mask, Perm: 6}, {Tag: acl.Other}}))
+			must(t, acl.Set(p("dir"), acl.DefaultXattr, acl.ACL{{Tag: acl.UserObj, Perm: 7}, {Tag: acl.GroupObj, Perm: 5}, {Tag: acl.Group, ID: 33, Perm: 5}, {Tag: acl.Mask, Perm: 5}, {Tag: acl.Other}}))
+
+			cnt, err := (&Shift{From: host, To: remapped, CrossMounts: c.cross}).Run(context.Background(), root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cnt.Seen != 9 || cnt.Changed != 9 || cnt.Errors != 0 {
+				t.Fatalf("counts %+v, want 9 seen and changed", cnt)
+			}
+			for name, mode := range map[string]uint32{"suid": 0o4755, "sgid": 0o2711, "capv2": 0o755, "capv3": 0o755, "acl": 0o660 /* the mask */, "plain": 0o644, "dir": 0o750} {
+				var st unix.Stat_t
+				must(t, unix.Lstat(p(name), &st))
+				if st.Uid != 101000 || st.Gid != 100033 || st.Mode&0o7777 != mode {
+					t.Errorf("%s: %d:%d mode %o, want 101000:100033 mode %o", name, st.Uid, st.Gid, st.Mode&0o7777, mode)
+				}
+			}
+			var st unix.Stat_t
+			must(t, unix.Lstat(p("link"), &st))
+			if st.Uid != 100000 { // created by root
+				t.Errorf("the symlink is owned by %d, want 100000", st.Uid)
+			}
+			if v2 := getCap(t, p("capv2")); binary.LittleEndian.Uint32(v2)&capRevMask != capRev2 {
+				t.Errorf("the v2 capability was not restored: %x", v2)
+			}
+			if v3 := getCap(t, p("capv3")); len(v3) != capV3Length || binary.LittleEndian.Uint32(v3[20:]) != 101000 {
+				t.Errorf("the v3 capability's root id was not shifted to 101000: %x", v3)
+			}
+			if a, err := acl.Get(p("acl"), acl.AccessXattr); err != nil {
+				t.Fatal(err)
+			} else if _, ok := a.Find(acl.User, 100033); !ok {
+				t.Errorf("access ACL %s: want user 100033", a)
+			}
+			if a, err := acl.Get(p("dir"), acl.DefaultXattr); err != nil {
+				t.Fatal(err)
+			} else if _, ok := a.Find(acl.Group, 100033); !ok {
+				t.Errorf("default ACL %s: want group 100033", a)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func modeBits(m uint32) os.FileMode {
+	var b os.FileMode
+	if m&0o4000 != 0 {
+		b |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		b |= os.ModeSetgid
+	}
+	return b
+}
+
+// capData is a security.capability value granting CAP_NET_BIND_SERVICE.
+func capData(rev uint32, rootid uint32, v3 bool) []byte {
+	n := 20
+	if v3 {
+		n = capV3Length
+	}
+	b := make([]byte, n)
+	binary.LittleEndian.PutUint32(b, rev|1) // effective
+	binary.LittleEndian.PutUint32(b[4:], 1<<unix.CAP_NET_BIND_SERVICE)
+	if v3 {
+		binary.LittleEndian.PutUint32(b[20:], rootid)
+	}
+	return b
+}
+
+func getCap(t *testing.T, path string) []byte {
+	t.Helper()
+	b := make([]byte, 64)
+	n, err := unix.Lgetxattr(path, capXattr, b)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return b[:n]
+}
