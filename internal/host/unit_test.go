@@ -1,27 +1,13 @@
 package host
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/volperm/volperm/internal/idmap"
+	"github.com/volperm/volperm/internal/testenv"
 )
-
-func writeTree(t *testing.T, root string, files map[string]string) {
-	t.Helper()
-	for p, text := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func TestReadDockerUnit(t *testing.T) {
 	for _, tc := range []struct {
@@ -62,7 +48,7 @@ func TestReadDockerUnit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			writeTree(t, root, tc.files)
+			testenv.WriteFiles(t, root, tc.files)
 			got, err := ReadDockerUnit(root)
 			if err != nil {
 				t.Fatal(err)
@@ -73,7 +59,7 @@ func TestReadDockerUnit(t *testing.T) {
 		})
 	}
 	root := t.TempDir()
-	writeTree(t, root, map[string]string{"lib/systemd/system/docker.service": "[Service]\nExecStart /usr/bin/dockerd\n"})
+	testenv.WriteFiles(t, root, map[string]string{"lib/systemd/system/docker.service": "[Service]\nExecStart /usr/bin/dockerd\n"})
 	if _, err := ReadDockerUnit(root); err == nil || err.Error() != `/lib/systemd/system/docker.service:2: want KEY=VALUE, found "ExecStart /usr/bin/dockerd"` {
 		t.Errorf("bad line: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/volperm/volperm/internal/idmap"
+	"github.com/volperm/volperm/internal/testenv"
 )
 
 const (
@@ -21,15 +22,7 @@ const (
 func sysWith(t *testing.T, files map[string]string) System {
 	t.Helper()
 	root := t.TempDir()
-	for p, text := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.WriteFiles(t, root, files)
 	return System{Root: root}
 }
 
