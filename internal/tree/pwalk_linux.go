@@ -122,23 +122,21 @@ func (w *pwalker) work(worker int) {
 // raw getdents records and hands each name to the kernel straight from
 // the buffer (d_name is NUL-terminated there): no allocation per entry.
 func (w *pwalker) list(j dirJob, worker int) {
-	defer unix.Close(j.fd)
+	c := &Entry{Dir: j.path, Dirfd: j.fd, Worker: worker, quick: w.quick}
+	defer c.close(j.fd)
 	if w.err.Load() != nil || w.ctx.Err() != nil {
 		return
 	}
 	bp := direntBufs.Get().(*[]byte)
 	defer direntBufs.Put(bp)
 	buf := *bp
-	c := &Entry{Dir: j.path, Dirfd: j.fd, Worker: worker, quick: w.quick}
 	for {
-		n, err := unix.Getdents(j.fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			w.fail(fmt.Errorf("listing %s: %w", j.path, err))
+		r, errno := c.call6(unix.SYS_GETDENTS64, uintptr(j.fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
+		if errno != 0 {
+			w.fail(fmt.Errorf("listing %s: %w", j.path, errno))
 			return
 		}
+		n := int(r)
 		if n <= 0 {
 			return
 		}
@@ -210,13 +208,14 @@ func (e *Entry) fstatat() error {
 }
 
 func openDir(e *Entry) (int, error) {
-	fd, err := unix.Openat(e.Dirfd, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("opening %s: %w", e.Path(), err)
+	r, errno := e.call6(unix.SYS_OPENAT, uintptr(e.Dirfd), uintptr(unsafe.Pointer(e.cname())), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0, 0, 0)
+	if errno != 0 {
+		return -1, fmt.Errorf("opening %s: %w", e.Path(), errno)
 	}
+	fd := int(r)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != e.Stat.Ino || st.Dev != e.Stat.Dev {
-		unix.Close(fd)
+	if _, errno := e.call6(unix.SYS_FSTAT, r, uintptr(unsafe.Pointer(&st)), 0, 0, 0, 0); errno != 0 || st.Ino != e.Stat.Ino || st.Dev != e.Stat.Dev {
+		e.close(fd)
 		return -1, fmt.Errorf("%s changed while it was being walked", e.Path())
 	}
 	return fd, nil

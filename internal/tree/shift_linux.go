@@ -37,7 +37,8 @@ type Shift struct {
 	noXattrs atomic.Uint64
 }
 
-// Counts summarise a shift.
+// Counts summarise a shift: Seen and Unmapped count names, Changed and
+// Errors inodes (a hardlinked inode is changed once).
 type Counts struct {
 	Seen, Changed, Unmapped, Errors int64
 }
@@ -121,7 +122,7 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 	for i := range c.w {
 		c.w[i].buf = make([]byte, 1024)
 	}
-	var links sync.Map // dev,ino of inodes with several names, done once
+	var links linkSet
 	var errMu sync.Mutex
 	var errs []error
 	ctx, cancel := context.WithCancel(ctx)
@@ -132,19 +133,20 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 	err := ParallelWalk(ctx, root, Options{CrossMounts: s.CrossMounts, Skip: s.Skip}, workers, func(e *Entry) error {
 		wc := &c.w[e.Worker]
 		wc.seen.Add(1)
-		// A hardlinked inode is handled by whichever name is met first;
-		// the others see it already claimed (and perhaps already shifted).
-		if !e.IsDir() && e.Stat.Nlink > 1 {
-			if _, dup := links.LoadOrStore([2]uint64{e.Stat.Dev, e.Stat.Ino}, true); dup {
-				return nil
-			}
-		}
 		nu, uok := shiftID(s.From.UID, s.To.UID, e.Stat.Uid)
 		ng, gok := shiftID(s.From.GID, s.To.GID, e.Stat.Gid)
 		if !uok || !gok {
 			wc.unmapped.Add(1)
 		}
 		if nu == e.Stat.Uid && ng == e.Stat.Gid {
+			return nil
+		}
+		// A hardlinked inode is changed by whichever of its names claims
+		// it first; the others find it claimed (perhaps already shifted:
+		// then they see a new owner, which either needs no change or is
+		// claimed already). Every change passes the claim, so an inode is
+		// never shifted twice.
+		if !e.IsDir() && e.Stat.Nlink > 1 && !links.claim(e.Stat.Dev, e.Stat.Ino) {
 			return nil
 		}
 		if s.DryRun {
@@ -168,6 +170,32 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 		err = fmt.Errorf("%d entries could not be shifted; the first: %w", c.snapshot().Errors, errs[0])
 	}
 	return c.snapshot(), err
+}
+
+// linkSet holds the inodes with several names that a shift has claimed.
+// It is sharded so that workers seldom wait on one another.
+type linkSet struct {
+	shards [64]struct {
+		mu sync.Mutex
+		m  map[[2]uint64]struct{}
+		_  [40]byte
+	}
+}
+
+// claim reports whether the inode was not claimed before, claiming it.
+func (l *linkSet) claim(dev, ino uint64) bool {
+	sh := &l.shards[(ino^ino>>6)%uint64(len(l.shards))]
+	k := [2]uint64{dev, ino}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, dup := sh.m[k]; dup {
+		return false
+	}
+	if sh.m == nil {
+		sh.m = make(map[[2]uint64]struct{})
+	}
+	sh.m[k] = struct{}{}
+	return true
 }
 
 // maxReported bounds the per-entry errors kept for the report.

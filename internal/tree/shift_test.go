@@ -139,3 +139,40 @@ func getCap(t *testing.T, path string) []byte {
 	}
 	return b[:n]
 }
+
+// TestShiftHardlinksOnce gives one inode many names across directories and
+// shifts with a mapping whose results are themselves inputs (host 1000+c →
+// 2000+c): a name that re-shifted the inode would move it on to 3000+c.
+// Parallel workers meet the names in any order; the inode moves once.
+func TestShiftHardlinksOnce(t *testing.T) {
+	testenv.NeedRoot(t)
+	root := t.TempDir()
+	first := filepath.Join(root, "first")
+	must(t, os.WriteFile(first, nil, 0o644))
+	must(t, os.Chown(first, 1033, 1033))
+	for d := range 40 {
+		dir := filepath.Join(root, "d"+string(rune('a'+d%26))+string(rune('a'+d/26)))
+		must(t, os.Mkdir(dir, 0o755))
+		for n := range 25 {
+			must(t, os.Link(first, filepath.Join(dir, "l"+string(rune('a'+n)))))
+		}
+	}
+	from := idmap.Map{{Container: 0, Host: 1000, Size: 2000}}
+	to := idmap.Map{{Container: 0, Host: 2000, Size: 2000}}
+	for range 5 { // the race, if any, more than once
+		must(t, os.Chown(first, 1033, 1033))
+		s := Shift{From: idmap.Mapping{UID: from, GID: from}, To: idmap.Mapping{UID: to, GID: to}, Workers: 8}
+		c, err := s.Run(context.Background(), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		must(t, unix.Lstat(first, &st))
+		if st.Uid != 2033 || st.Gid != 2033 {
+			t.Fatalf("the hardlinked inode is %d:%d, want 2033:2033 (shifted once)", st.Uid, st.Gid)
+		}
+		if c.Changed != 1 || c.Seen != 1+40+40*25+1 {
+			t.Fatalf("counts %+v, want 1 changed of %d seen", c, 1+40+40*25+1)
+		}
+	}
+}
