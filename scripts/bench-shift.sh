@@ -4,9 +4,15 @@
 # volperm). Run as root on the filesystem to measure (ext4 by default here).
 #   scripts/bench-shift.sh [ENTRIES] [DIR]        (ROUNDS=3 in the environment)
 # Each figure is the median of its rounds; the rounds interleave the
-# commands, every run starts after a sync (no writeback of the run before
-# pending) with the page cache warm. Every shift changes every entry: the
-# rounds shift the tree to the remapped ids and back.
+# commands, and every shift changes every entry (odd rounds shift the tree
+# to the remapped ids, even rounds back). Every timed run starts warm and
+# clean: sync (no writeback of the run before pending), then the caches
+# dropped and the tree stat-walked once, so that all of its metadata
+# (directory blocks, inode tables, dentries, inodes) was just read into
+# memory. Warming once at the start is not enough where the kernel pages
+# out page cache left idle for a while (DAMON "pageout" schemes do so
+# after about a minute on some virtual machines): the metadata blocks of
+# a tree would be read from disk again, at random, inside timed runs.
 set -euo pipefail
 entries=${1:-1000000}
 work=${2:-/var/tmp/volperm-bench}
@@ -22,10 +28,12 @@ echo "generating two identical trees of about $entries entries in $work ..."
 "$work/bin/benchgen" -root "$work/b" -entries "$entries"
 wait
 n=$(find "$work/b" | wc -l)
-find "$work/a" "$work/b" -printf '' # warm the cache
 
-secs() { # run a command, print its elapsed seconds; its peak RSS (KiB) goes to $work/rss
+secs() { # secs TREE CMD...: warm TREE, run CMD, print its elapsed seconds; its peak RSS (KiB) goes to $work/rss
 	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	find "$1" -printf '%U %G\n' >/dev/null
+	shift
 	/usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
 	read -r s rss <"$work/t"; echo "$rss" >"$work/rss"; echo "$s"
 }
@@ -33,17 +41,15 @@ vp=("$work/bin/volperm" shift "$work/b" --progress never)
 remapped=ranges:0:100000:65536
 floor=() chown=() first=() rerun=() rss=0
 for r in $(seq "$rounds"); do
-	floor+=("$(secs find "$work/b" -printf '%U %G\n')")
-	chown+=("$(secs chown -R 100000:100000 "$work/a")")
-	first+=("$(secs "${vp[@]}" --journal "$work/journal-fwd" --from host --to $remapped)")
+	if ((r % 2)); then owner=100000:100000 dir=(--from host --to $remapped); else owner=0:0 dir=(--from $remapped --to host); fi
+	floor+=("$(secs "$work/b" find "$work/b" -printf '%U %G\n')")
+	chown+=("$(secs "$work/a" chown -R "$owner" "$work/a")")
+	first+=("$(secs "$work/b" "${vp[@]}" --journal "$work/journal" "${dir[@]}")")
 	rss=$(( $(cat "$work/rss") > rss ? $(cat "$work/rss") : rss ))
-	rerun+=("$(secs "${vp[@]}" --journal "$work/journal-fwd" --from host --to $remapped)")
-	chown+=("$(secs chown -R 0:0 "$work/a")")
-	first+=("$(secs "${vp[@]}" --journal "$work/journal-back" --from $remapped --to host)")
-	rss=$(( $(cat "$work/rss") > rss ? $(cat "$work/rss") : rss ))
-	echo "round $r: floor ${floor[-1]}s, chown -R ${chown[-2]}s ${chown[-1]}s, shift ${first[-2]}s ${first[-1]}s, no-op rerun ${rerun[-1]}s"
+	rerun+=("$(secs "$work/b" "${vp[@]}" --journal "$work/journal" "${dir[@]}")")
+	echo "round $r: floor ${floor[-1]}s, chown -R ${chown[-1]}s, shift ${first[-1]}s, no-op rerun ${rerun[-1]}s"
 done
-chown_again=$(secs chown -R 0:0 "$work/a")
+chown_again=$(secs "$work/a" chown -R "$owner" "$work/a")
 
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 0.001; printf "%.2f", a / b }'; }

@@ -1,17 +1,13 @@
-// Command benchgen writes the benchmark tree for scripts/bench-shift.sh:
-// directories of about 50 entries owned by a mix of container ids (host
-// ids under --base), with symlinks, hardlinks, setuid files and files
-// carrying ACL entries. The same -seed gives the same tree.
+// Command benchgen writes the benchmark tree for scripts/bench-shift.sh
+// (see benchtree.Generate). The same -seed gives the same tree.
 package main
 
 import (
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 
-	"github.com/volperm/volperm/internal/acl"
+	"github.com/volperm/volperm/internal/benchtree"
 )
 
 func main() {
@@ -24,59 +20,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchgen: -root is required")
 		os.Exit(2)
 	}
-	if err := gen(*root, *entries, *base, *seed); err != nil {
+	if err := benchtree.Generate(*root, *entries, *base, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "benchgen:", err)
 		os.Exit(1)
 	}
-}
-
-func gen(root string, entries, base int, seed uint64) error {
-	r := rand.New(rand.NewPCG(seed, seed))
-	ids := []int{0, 0, 0, 33, 1000, 1000, 65534, 999}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
-	}
-	const perDir = 50
-	dirs := entries / (perDir + 1)
-	var prev string
-	for d := range dirs {
-		// A shallow, wide tree: 100 top directories.
-		dir := filepath.Join(root, fmt.Sprintf("top%02d", d%100), fmt.Sprintf("d%06d", d))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		id := base + ids[r.IntN(len(ids))]
-		_ = os.Lchown(dir, id, id)
-		for f := range perDir {
-			p := filepath.Join(dir, fmt.Sprintf("f%02d", f))
-			id := base + ids[r.IntN(len(ids))]
-			switch k := r.IntN(100); {
-			case k < 4 && prev != "":
-				if err := os.Symlink(prev, p); err != nil {
-					return err
-				}
-			case k < 8 && prev != "":
-				if err := os.Link(prev, p); err != nil {
-					return err
-				}
-				continue
-			default:
-				if err := os.WriteFile(p, nil, 0o644); err != nil {
-					return err
-				}
-				prev = p
-			}
-			if err := os.Lchown(p, id, id); err != nil {
-				return err
-			}
-			switch k := r.IntN(100); {
-			case k < 2:
-				_ = os.Chmod(p, 0o4755)
-			case k < 5:
-				a := acl.ACL{{Tag: acl.UserObj, Perm: 6}, {Tag: acl.User, ID: uint32(base + 33), Perm: 6}, {Tag: acl.GroupObj, Perm: 4}, {Tag: acl.Mask, Perm: 6}, {Tag: acl.Other, Perm: 4}}
-				_ = acl.Set(p, acl.AccessXattr, a)
-			}
-		}
-	}
-	return nil
 }
