@@ -178,7 +178,7 @@ type linkSet struct {
 	shards [64]struct {
 		mu sync.Mutex
 		m  map[[2]uint64]struct{}
-		_  [40]byte
+		_  [48]byte // a shard to a 64-byte cache line
 	}
 }
 

@@ -5,10 +5,17 @@ import (
 )
 
 // call6 makes one of the system calls made for every entry (a name lookup
-// and at most an inode update) or directory (open, list). On a local filesystem such a call never
-// waits for long, and telling the Go scheduler about it costs more than
-// the call itself: there the call is raw and keeps its processor. On
-// other filesystems (network and FUSE ones can hang) it is a normal one.
+// and at most an inode update) or directory (open, list). On a local
+// filesystem such a call never waits for long, and telling the Go
+// scheduler about it costs more than the call itself: there the call is
+// raw and keeps its processor. On other filesystems (network and FUSE
+// ones can hang) it is a normal one.
+//
+// Callers pass pointers as numbers, some to their own stack: call6 must
+// not grow (move) the stack before the kernel has used them, hence
+// nosplit, like the syscall package's own functions.
+//
+//go:nosplit
 func (e *Entry) call6(n, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, unix.Errno) {
 	for {
 		var r uintptr
@@ -26,6 +33,8 @@ func (e *Entry) call6(n, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, unix.Errno) {
 
 // close closes a descriptor the walk opened, raw like call6 but never
 // retried: Linux releases the descriptor even when close reports EINTR.
+//
+//go:nosplit
 func (e *Entry) close(fd int) {
 	if e.quick {
 		unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)

@@ -8,9 +8,11 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/volperm/volperm/internal/idmap"
-
 	"github.com/volperm/volperm/internal/testenv"
 )
 
@@ -98,4 +100,51 @@ func BenchmarkShift(b *testing.B) {
 		n += c1.Seen + c2.Seen
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// TestSystemCallsWhileTheStackGrows makes the walk's system calls with a
+// result buffer on the caller's stack, from goroutines whose stacks are
+// filled to every depth in a range, so that at some depth a call on the
+// way to the kernel would have to grow (move) the stack. The kernel must
+// still fill the caller's buffer, not where the stack used to be.
+func TestSystemCallsWhileTheStackGrows(t *testing.T) {
+	fd, err := unix.Open(t.TempDir(), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var want unix.Stat_t
+	must(t, unix.Fstat(fd, &want))
+	for _, quick := range []bool{true, false} {
+		e := &Entry{quick: quick}
+		wrong := 0
+		for depth := range 5000 {
+			ino := make(chan uint64)
+			go atDepth(depth, func() { ino <- fstatOnStack(e, fd) })
+			if <-ino != want.Ino {
+				wrong++
+			}
+		}
+		if wrong > 0 {
+			t.Errorf("quick=%v: %d of 5000 calls filled a stack buffer that had moved", quick, wrong)
+		}
+	}
+}
+
+//go:noinline
+func fstatOnStack(e *Entry, fd int) uint64 {
+	var st unix.Stat_t
+	e.call6(unix.SYS_FSTAT, uintptr(fd), uintptr(unsafe.Pointer(&st)), 0, 0, 0, 0)
+	return st.Ino
+}
+
+// atDepth calls f n small frames deeper.
+//
+//go:noinline
+func atDepth(n int, f func()) {
+	if n == 0 {
+		f()
+		return
+	}
+	atDepth(n-1, f)
 }
