@@ -172,7 +172,7 @@ func runShift(ctx context.Context, env Env, o shiftOptions, path string) error {
 	var total Counts2
 	start := time.Now()
 	for i := j.Phase; i < len(phases)-1; i++ {
-		s := &tree.Shift{From: phases[i], To: phases[i+1], DryRun: o.dryRun, CrossMounts: o.cross, Workers: o.workers}
+		s := &tree.Shift{From: phases[i], To: phases[i+1], DryRun: o.dryRun, CrossMounts: o.cross, Workers: o.workers, Repair: o.resume}
 		if show {
 			estimate := usedInodes(abs)
 			s.Progress = func(c tree.Counts) { progressLine(env.Stderr, c, estimate, start) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -31,6 +32,15 @@ type Shift struct {
 	Workers     int
 	// Progress, when set, is called now and then with the counts so far.
 	Progress func(Counts)
+	// Repair also reads the extended attributes of entries that need no
+	// change, to finish those an interrupted shift left between its chown
+	// and the restoring of what the chown cleared (see restoreXattr). A
+	// resumed shift sets it.
+	Repair bool
+
+	// crashAfterChown, in tests, stops an entry's shift right after its
+	// chown, as a kill would.
+	crashAfterChown func(*Entry) bool
 
 	// noXattrs is 1 + the device whose filesystem said it keeps no
 	// extended attributes (EOPNOTSUPP): its entries are not asked again.
@@ -139,6 +149,15 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 			wc.unmapped.Add(1)
 		}
 		if nu == e.Stat.Uid && ng == e.Stat.Gid {
+			if s.Repair && !s.DryRun && !e.IsSymlink() {
+				if err := s.repair(e); err != nil {
+					if wc.errors.Add(1) <= maxReported {
+						errMu.Lock()
+						errs = append(errs, err)
+						errMu.Unlock()
+					}
+				}
+			}
 			return nil
 		}
 		// A hardlinked inode is changed by whichever of its names claims
@@ -257,19 +276,28 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 			}
 		}
 	}
-	if err := fchownat(e, uid, gid); err != nil {
-		return fmt.Errorf("changing the owner of %s: %w", e.Path(), err)
-	}
-	if link {
-		return nil
-	}
-	// chown cleared setuid/setgid (and removed security.capability):
-	// put them back, through a descriptor of this very inode.
-	if !e.IsDir() && e.Stat.Mode&0o6000 != 0 {
-		if err := chmodNoFollow(e, e.Stat.Mode&0o7777); err != nil {
-			return err
+	// What the chown clears on a non-directory, its setuid/setgid bits
+	// and file capability, is put back after it. Until then a marker on
+	// the inode holds them, so that a shift killed in between is finished
+	// by a resumed one (Repair) instead of leaving them lost behind an
+	// owner that already looks right.
+	mode := e.Stat.Mode & 0o7777
+	suid := !link && !e.IsDir() && mode&0o6000 != 0
+	marked := false
+	if (suid || caps != nil) && s.noXattrs.Load() != e.Stat.Dev+1 {
+		switch err := setXattrAt(e.Dirfd, e.Name, restoreXattr, encodeRestore(mode, caps)); err {
+		case nil:
+			marked = true
+		case unix.EOPNOTSUPP, unix.EPERM: // no trusted.* attributes here (or not for us): unmarked
+		default:
+			return fmt.Errorf("marking %s for the shift: %w", e.Path(), err)
 		}
 	}
+	// ACL entries do not depend on the owner, so they are written first:
+	// a kill after the chown leaves nothing of them to do, and one before
+	// it leaves them shifted already, which shifting again does not change
+	// (a shift's results are never its inputs: overlapping mappings go
+	// through a temporary range).
 	for i, name := range []string{acl.AccessXattr, acl.DefaultXattr} {
 		if acls[i] != nil {
 			if err := setXattrAt(e.Dirfd, e.Name, name, acls[i].Encode()); err != nil {
@@ -277,12 +305,71 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 			}
 		}
 	}
+	if err := fchownat(e, uid, gid); err != nil {
+		return fmt.Errorf("changing the owner of %s: %w", e.Path(), err)
+	}
+	if s.crashAfterChown != nil && s.crashAfterChown(e) {
+		return errCrashed
+	}
+	if link {
+		return nil
+	}
+	return restore(e, suid, mode, caps, marked)
+}
+
+// restoreXattr marks an inode whose setuid/setgid bits or capability a
+// shift cleared and has not yet put back; its value is encodeRestore's.
+const restoreXattr = "trusted.volperm.shift-restore"
+
+// errCrashed ends an entry's shift where a test kills it.
+var errCrashed = errors.New("stopped after the chown")
+
+func encodeRestore(mode uint32, caps []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(nil, mode), caps...)
+}
+
+// restore puts back what a chown cleared, then removes the marker.
+func restore(e *Entry, suid bool, mode uint32, caps []byte, marked bool) error {
+	if suid {
+		if err := chmodNoFollow(e, mode); err != nil {
+			return err
+		}
+	}
 	if caps != nil {
 		if err := setXattrAt(e.Dirfd, e.Name, capXattr, caps); err != nil {
 			return fmt.Errorf("restoring the capabilities of %s: %w", e.Path(), err)
 		}
 	}
+	if marked {
+		if err := removeXattrAt(e.Dirfd, e.Name, restoreXattr); err != nil && err != unix.ENODATA {
+			return fmt.Errorf("removing the shift's mark from %s: %w", e.Path(), err)
+		}
+	}
 	return nil
+}
+
+// repair finishes an entry an interrupted shift left marked: its owner
+// is already right, its setuid/setgid bits and capability not yet back.
+func (s *Shift) repair(e *Entry) error {
+	if s.noXattrs.Load() == e.Stat.Dev+1 {
+		return nil
+	}
+	v, err := getXattrAt(e.Dirfd, e.Name, restoreXattr)
+	switch err {
+	case nil:
+	case unix.ENODATA, unix.EOPNOTSUPP:
+		return nil
+	default:
+		return fmt.Errorf("reading the shift's mark on %s: %w", e.Path(), err)
+	}
+	if len(v) < 4 {
+		return fmt.Errorf("%s: a malformed shift mark (%d bytes)", e.Path(), len(v))
+	}
+	mode, caps := binary.LittleEndian.Uint32(v), v[4:]
+	if len(caps) == 0 {
+		caps = nil
+	}
+	return restore(e, !e.IsDir() && mode&0o6000 != 0, mode, caps, true)
 }
 
 // chmodNoFollow sets the mode of the entry's name without following a

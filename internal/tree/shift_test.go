@@ -176,3 +176,64 @@ func TestShiftHardlinksOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestShiftKilledAfterChown stops every entry's shift right after its
+// chown, where a kill leaves the kernel's clearing of setuid/setgid bits
+// and capabilities not yet undone behind an owner that already looks
+// right; a resumed shift (Repair) must put them back, and the ACL entries,
+// written before the chown, must already be shifted — once.
+func TestShiftKilledAfterChown(t *testing.T) {
+	testenv.NeedRoot(t)
+	root := t.TempDir()
+	p := func(n string) string { return filepath.Join(root, n) }
+	for name, mode := range map[string]uint32{"suid": 0o4755, "sgid": 0o2711, "capv3": 0o755, "acl": 0o640} {
+		must(t, os.WriteFile(p(name), []byte("x"), 0o600))
+		must(t, os.Chown(p(name), 1000, 33))
+		must(t, os.Chmod(p(name), os.FileMode(mode&0o777)|modeBits(mode)))
+	}
+	must(t, unix.Lsetxattr(p("capv3"), capXattr, capData(capRev3, 1000, true), 0))
+	must(t, acl.Set(p("acl"), acl.AccessXattr, acl.ACL{{Tag: acl.UserObj, Perm: 6}, {Tag: acl.User, ID: 33, Perm: 6}, {Tag: acl.GroupObj, Perm: 4}, {Tag: acl.Mask, Perm: 6}, {Tag: acl.Other}}))
+	host := idmap.HostIdentity()
+	r := idmap.Map{{Container: 0, Host: 100000, Size: 65536}}
+	remapped := idmap.Mapping{UID: r, GID: r}
+
+	killed := &Shift{From: host, To: remapped, crashAfterChown: func(e *Entry) bool { return !e.IsDir() }}
+	if c, err := killed.Run(context.Background(), root); err == nil || c.Errors != 4 {
+		t.Fatalf("the killed shift: %+v, %v; want its 4 files stopped", c, err)
+	}
+	for _, name := range []string{"suid", "sgid", "capv3"} {
+		var st unix.Stat_t
+		must(t, unix.Lstat(p(name), &st))
+		if st.Uid != 101000 || st.Mode&0o6000 != 0 && name != "sgid" {
+			t.Fatalf("%s after the kill: %d mode %o: the chown did not happen as the test assumes", name, st.Uid, st.Mode&0o7777)
+		}
+		if _, err := unix.Lgetxattr(p(name), restoreXattr, make([]byte, 64)); err != nil {
+			t.Errorf("%s after the kill: no restore mark: %v", name, err)
+		}
+	}
+
+	c, err := (&Shift{From: host, To: remapped, Repair: true}).Run(context.Background(), root)
+	if err != nil || c.Changed != 0 {
+		t.Fatalf("the resumed shift: %+v, %v; want nothing left to change", c, err)
+	}
+	for name, mode := range map[string]uint32{"suid": 0o4755, "sgid": 0o2711, "capv3": 0o755, "acl": 0o660} {
+		var st unix.Stat_t
+		must(t, unix.Lstat(p(name), &st))
+		if st.Uid != 101000 || st.Gid != 100033 || st.Mode&0o7777 != mode {
+			t.Errorf("%s: %d:%d mode %o, want 101000:100033 mode %o", name, st.Uid, st.Gid, st.Mode&0o7777, mode)
+		}
+		if _, err := unix.Lgetxattr(p(name), restoreXattr, make([]byte, 64)); err != unix.ENODATA {
+			t.Errorf("%s: the restore mark is still there (%v)", name, err)
+		}
+	}
+	if v3 := getCap(t, p("capv3")); len(v3) != capV3Length || binary.LittleEndian.Uint32(v3[20:]) != 101000 {
+		t.Errorf("the v3 capability was not restored with its root id shifted to 101000: %x", v3)
+	}
+	a, err := acl.Get(p("acl"), acl.AccessXattr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Find(acl.User, 100033); !ok {
+		t.Errorf("access ACL %s: want user 100033", a)
+	}
+}

@@ -117,3 +117,17 @@ func errnoErr(e unix.Errno) error {
 	}
 	return e
 }
+
+func removeXattrAt(dirfd int, name, attr string) error {
+	if !noXattrat.Load() {
+		p, _ := unix.BytePtrFromString(name)
+		a, _ := unix.BytePtrFromString(attr)
+		_, _, e := unix.Syscall6(unix.SYS_REMOVEXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, uintptr(unsafe.Pointer(a)), 0, 0)
+		err := errnoErr(e)
+		if !errors.Is(err, unix.ENOSYS) {
+			return err
+		}
+		noXattrat.Store(true)
+	}
+	return unix.Lremovexattr(procName(dirfd, name), attr)
+}
