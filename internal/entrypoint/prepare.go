@@ -496,7 +496,9 @@ func (p *preparer) chown(ctx context.Context, o options, t *target, oldUID, oldG
 		}
 	}
 	for _, r := range roots {
-		s := tree.Shift{From: idmap.HostIdentity(), To: to, Skip: skip}
+		// Repair: a start killed mid-way left /etc unedited, so this runs
+		// again and finishes any file stopped between chown and restore.
+		s := tree.Shift{From: idmap.HostIdentity(), To: to, Skip: skip, Repair: true}
 		c, err := s.Run(ctx, p.path(r))
 		if err != nil {
 			return fmt.Errorf("re-owning %s: %w", r, err)
