@@ -164,8 +164,8 @@ func TestShiftDryRunAndBadInput(t *testing.T) {
 }
 
 // TestShiftKill9Resume kills shifts at random points and resumes them:
-// every entry ends exactly once shifted, for a plain and for an
-// overlapping (two-phase) pair of mappings.
+// every entry ends exactly once shifted, and every setuid file keeps its
+// bit, for a plain and for an overlapping (two-phase) pair of mappings.
 func TestShiftKill9Resume(t *testing.T) {
 	testenv.NeedRoot(t)
 	bin := testenv.Build(t, "github.com/volperm/volperm/cmd/volperm")
@@ -186,6 +186,9 @@ func TestShiftKill9Resume(t *testing.T) {
 						p := filepath.Join(dd, fmt.Sprintf("f%d", f))
 						os.WriteFile(p, nil, 0o644)
 						os.Lchown(p, int(base)+f, int(base)+f)
+						if f%10 == 3 { // setuid: the chown clears it, the shift must not lose it
+							os.Chmod(p, 0o755|os.ModeSetuid)
+						}
 					}
 					os.Lchown(dd, int(base), int(base))
 				}
@@ -238,6 +241,14 @@ func TestShiftKill9Resume(t *testing.T) {
 				}
 				if u, _ := owner(t, tr); u != toBase {
 					t.Fatalf("round %d: the top directory is %d", round, u)
+				}
+				for d := 1; d <= 40; d++ {
+					for f := 3; f < 250; f += 10 {
+						p := filepath.Join(tr, fmt.Sprintf("d%d/f%d", d, f))
+						if st, err := os.Lstat(p); err != nil || st.Mode()&os.ModeSetuid == 0 {
+							t.Fatalf("round %d (killed after %v): %s lost its setuid bit", round, delay, p)
+						}
+					}
 				}
 			}
 			if interrupted == 0 {
