@@ -135,6 +135,15 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 	var links linkSet
 	var errMu sync.Mutex
 	var errs []error
+	// One entry's failure does not stop the shift: it is counted,
+	// reported, and a rerun picks it up.
+	failed := func(wc *workerCount, err error) {
+		if wc.errors.Add(1) <= maxReported {
+			errMu.Lock()
+			errs = append(errs, err)
+			errMu.Unlock()
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if s.Progress != nil {
@@ -151,11 +160,7 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 		if nu == e.Stat.Uid && ng == e.Stat.Gid {
 			if s.Repair && !s.DryRun && !e.IsSymlink() {
 				if err := s.repair(e); err != nil {
-					if wc.errors.Add(1) <= maxReported {
-						errMu.Lock()
-						errs = append(errs, err)
-						errMu.Unlock()
-					}
+					failed(wc, err)
 				}
 			}
 			return nil
@@ -173,13 +178,7 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 			return nil
 		}
 		if err := s.shiftEntry(e, nu, ng, &wc.buf); err != nil {
-			// One entry's failure does not stop the shift: it is counted,
-			// reported, and a rerun picks it up.
-			if wc.errors.Add(1) <= maxReported {
-				errMu.Lock()
-				errs = append(errs, err)
-				errMu.Unlock()
-			}
+			failed(wc, err)
 			return nil
 		}
 		wc.changed.Add(1)

@@ -2,6 +2,7 @@ package tree
 
 import (
 	"errors"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"unsafe"
@@ -63,22 +64,33 @@ func listXattr(e *Entry, buf []byte) (int, error) {
 	return unix.Llistxattr(procName(e.Dirfd, e.Name), buf)
 }
 
+// xattrAt makes one of the *xattrat calls on (dirfd, name), without
+// following a final symlink; ok is false on a kernel without them, whose
+// callers go through /proc instead.
+func xattrAt(nr uintptr, dirfd int, name, attr string, args *xattrArgs) (n int, ok bool, err error) {
+	if noXattrat.Load() {
+		return 0, false, nil
+	}
+	p, _ := unix.BytePtrFromString(name)
+	a, _ := unix.BytePtrFromString(attr)
+	var size uintptr
+	if args != nil {
+		size = unsafe.Sizeof(*args)
+	}
+	r, _, e := unix.Syscall6(nr, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(args)), size)
+	if e == unix.ENOSYS {
+		noXattrat.Store(true)
+		return 0, false, nil
+	}
+	return int(r), true, errnoErr(e)
+}
+
 func getXattrAt(dirfd int, name, attr string) ([]byte, error) {
 	buf := make([]byte, 128)
 	for {
-		var n int
-		var err error
-		if !noXattrat.Load() {
-			p, _ := unix.BytePtrFromString(name)
-			a, _ := unix.BytePtrFromString(attr)
-			args := xattrArgs{value: uint64(uintptr(unsafe.Pointer(&buf[0]))), size: uint32(len(buf))}
-			r, _, e := unix.Syscall6(unix.SYS_GETXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
-			n, err = int(r), errnoErr(e)
-			if errors.Is(err, unix.ENOSYS) {
-				noXattrat.Store(true)
-				continue
-			}
-		} else {
+		n, ok, err := xattrAt(unix.SYS_GETXATTRAT, dirfd, name, attr, &xattrArgs{value: uint64(uintptr(unsafe.Pointer(&buf[0]))), size: uint32(len(buf))})
+		runtime.KeepAlive(buf)
+		if !ok {
 			n, err = unix.Lgetxattr(procName(dirfd, name), attr, buf)
 		}
 		if errors.Is(err, unix.ERANGE) {
@@ -93,22 +105,23 @@ func getXattrAt(dirfd int, name, attr string) ([]byte, error) {
 }
 
 func setXattrAt(dirfd int, name, attr string, value []byte) error {
-	if !noXattrat.Load() {
-		p, _ := unix.BytePtrFromString(name)
-		a, _ := unix.BytePtrFromString(attr)
-		var vp uintptr
-		if len(value) > 0 {
-			vp = uintptr(unsafe.Pointer(&value[0]))
-		}
-		args := xattrArgs{value: uint64(vp), size: uint32(len(value))}
-		_, _, e := unix.Syscall6(unix.SYS_SETXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
-		err := errnoErr(e)
-		if !errors.Is(err, unix.ENOSYS) {
-			return err
-		}
-		noXattrat.Store(true)
+	var vp uintptr
+	if len(value) > 0 {
+		vp = uintptr(unsafe.Pointer(&value[0]))
+	}
+	_, ok, err := xattrAt(unix.SYS_SETXATTRAT, dirfd, name, attr, &xattrArgs{value: uint64(vp), size: uint32(len(value))})
+	runtime.KeepAlive(value) // only a number in args pointed at it
+	if ok {
+		return err
 	}
 	return unix.Lsetxattr(procName(dirfd, name), attr, value, 0)
+}
+
+func removeXattrAt(dirfd int, name, attr string) error {
+	if _, ok, err := xattrAt(unix.SYS_REMOVEXATTRAT, dirfd, name, attr, nil); ok {
+		return err
+	}
+	return unix.Lremovexattr(procName(dirfd, name), attr)
 }
 
 func errnoErr(e unix.Errno) error {
@@ -116,18 +129,4 @@ func errnoErr(e unix.Errno) error {
 		return nil
 	}
 	return e
-}
-
-func removeXattrAt(dirfd int, name, attr string) error {
-	if !noXattrat.Load() {
-		p, _ := unix.BytePtrFromString(name)
-		a, _ := unix.BytePtrFromString(attr)
-		_, _, e := unix.Syscall6(unix.SYS_REMOVEXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, uintptr(unsafe.Pointer(a)), 0, 0)
-		err := errnoErr(e)
-		if !errors.Is(err, unix.ENOSYS) {
-			return err
-		}
-		noXattrat.Store(true)
-	}
-	return unix.Lremovexattr(procName(dirfd, name), attr)
 }

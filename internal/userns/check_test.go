@@ -9,7 +9,6 @@ import (
 	"github.com/volperm/volperm/internal/diag"
 	"github.com/volperm/volperm/internal/idmap"
 	"github.com/volperm/volperm/internal/remap"
-
 	"github.com/volperm/volperm/internal/testenv"
 )
 
