@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volperm/volperm/internal/acl"
 	"github.com/volperm/volperm/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 func owner(t *testing.T, p string) (uint32, uint32) {
@@ -186,8 +189,17 @@ func TestShiftKill9Resume(t *testing.T) {
 						p := filepath.Join(dd, fmt.Sprintf("f%d", f))
 						os.WriteFile(p, nil, 0o644)
 						os.Lchown(p, int(base)+f, int(base)+f)
-						if f%10 == 3 { // setuid: the chown clears it, the shift must not lose it
+						switch f % 10 {
+						case 3: // setuid: the chown clears it, the shift must not lose it
 							os.Chmod(p, 0o755|os.ModeSetuid)
+						case 5: // named ACL entries, to be shifted
+							if err := acl.Set(p, acl.AccessXattr, killACL(base, f)); err != nil {
+								t.Fatal(err)
+							}
+						case 7: // a v3 capability: the chown removes it, its root id is shifted
+							if err := unix.Lsetxattr(p, "security.capability", killCap(base+1000), 0); err != nil {
+								t.Fatal(err)
+							}
 						}
 					}
 					os.Lchown(dd, int(base), int(base))
@@ -248,6 +260,16 @@ func TestShiftKill9Resume(t *testing.T) {
 						if st, err := os.Lstat(p); err != nil || st.Mode()&os.ModeSetuid == 0 {
 							t.Fatalf("round %d (killed after %v): %s lost its setuid bit", round, delay, p)
 						}
+						p = filepath.Join(tr, fmt.Sprintf("d%d/f%d", d, f+2))
+						if got, err := acl.Get(p, acl.AccessXattr); err != nil || got.String() != killACL(toBase, f+2).Sorted().String() {
+							t.Fatalf("round %d (killed after %v): %s has the ACL %v (%v), want %v", round, delay, p, got, err, killACL(toBase, f+2))
+						}
+						p = filepath.Join(tr, fmt.Sprintf("d%d/f%d", d, f+4))
+						buf := make([]byte, 64)
+						n, err := unix.Lgetxattr(p, "security.capability", buf)
+						if want := killCap(toBase + 1000); err != nil || string(buf[:n]) != string(want) {
+							t.Fatalf("round %d (killed after %v): %s has the capability %x (%v), want %x", round, delay, p, buf[:max(n, 0)], err, want)
+						}
 					}
 				}
 			}
@@ -257,6 +279,29 @@ func TestShiftKill9Resume(t *testing.T) {
 			t.Logf("%d of 5 rounds killed a running shift", interrupted)
 		})
 	}
+}
+
+// killACL is the access ACL of the kill test's files: container uid f+1
+// and gid 7 named, under the mapping whose container 0 is host base.
+func killACL(base uint32, f int) acl.ACL {
+	return acl.ACL{
+		{Tag: acl.UserObj, Perm: acl.Read | acl.Write, ID: acl.UndefinedID},
+		{Tag: acl.User, Perm: acl.Read, ID: base + uint32(f) + 1},
+		{Tag: acl.GroupObj, Perm: acl.Read, ID: acl.UndefinedID},
+		{Tag: acl.Group, Perm: acl.Read | acl.Write, ID: base + 7},
+		{Tag: acl.Mask, Perm: acl.Read | acl.Write, ID: acl.UndefinedID},
+		{Tag: acl.Other, Perm: acl.Read, ID: acl.UndefinedID},
+	}
+}
+
+// killCap is a v3 security.capability value granting CAP_NET_BIND_SERVICE
+// to a namespace whose root is host uid rootid.
+func killCap(rootid uint32) []byte {
+	b := make([]byte, 24)
+	binary.LittleEndian.PutUint32(b, 0x03000000|1) // revision 3, effective
+	binary.LittleEndian.PutUint32(b[4:], 1<<unix.CAP_NET_BIND_SERVICE)
+	binary.LittleEndian.PutUint32(b[20:], rootid)
+	return b
 }
 
 // TestShiftForRemappedDaemon: files containers wrote on the plain daemon,
