@@ -6,8 +6,8 @@
 # deadline expiring while a worker is mid-input, a worker it judges hung on
 # a loaded machine), and it can write such an input as a finding. So a
 # non-zero exit is checked against the inputs it wrote: each is re-run as a
-# plain test, and only one that fails there fails this script. Every failure
-# prints the fuzzer's output.
+# plain test, and only one that fails there fails this script (or a target
+# that does not build or start fuzzing). Every failure prints the output.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GO="${GO:-go}"
@@ -27,6 +27,12 @@ for pkg in $($GO list ./...); do
 		fi
 		after=$(ls "$corpus" 2>/dev/null | sort)
 		found=$(comm -13 <(echo "$before") <(echo "$after") | sed '/^$/d')
+		if [ -z "$found" ] && ! grep -q '^fuzz: elapsed' "$log"; then
+			echo "  FAIL: $t did not start fuzzing; output:"
+			sed 's/^/  | /' "$log" | tail -n 40
+			failed=1
+			continue
+		fi
 		if [ -z "$found" ]; then
 			echo "  the fuzzer exited non-zero without writing an input; its output:"
 			sed 's/^/  | /' "$log" | tail -n 20
