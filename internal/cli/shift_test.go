@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
@@ -197,7 +196,7 @@ func TestShiftKill9Resume(t *testing.T) {
 								t.Fatal(err)
 							}
 						case 7: // a v3 capability: the chown removes it, its root id is shifted
-							if err := unix.Lsetxattr(p, "security.capability", killCap(base+1000), 0); err != nil {
+							if err := unix.Lsetxattr(p, "security.capability", testenv.FileCap(true, base+1000), 0); err != nil {
 								t.Fatal(err)
 							}
 						}
@@ -267,7 +266,7 @@ func TestShiftKill9Resume(t *testing.T) {
 						p = filepath.Join(tr, fmt.Sprintf("d%d/f%d", d, f+4))
 						buf := make([]byte, 64)
 						n, err := unix.Lgetxattr(p, "security.capability", buf)
-						if want := killCap(toBase + 1000); err != nil || string(buf[:n]) != string(want) {
+						if want := testenv.FileCap(true, toBase+1000); err != nil || string(buf[:n]) != string(want) {
 							t.Fatalf("round %d (killed after %v): %s has the capability %x (%v), want %x", round, delay, p, buf[:max(n, 0)], err, want)
 						}
 					}
@@ -292,16 +291,6 @@ func killACL(base uint32, f int) acl.ACL {
 		{Tag: acl.Mask, Perm: acl.Read | acl.Write, ID: acl.UndefinedID},
 		{Tag: acl.Other, Perm: acl.Read, ID: acl.UndefinedID},
 	}
-}
-
-// killCap is a v3 security.capability value granting CAP_NET_BIND_SERVICE
-// to a namespace whose root is host uid rootid.
-func killCap(rootid uint32) []byte {
-	b := make([]byte, 24)
-	binary.LittleEndian.PutUint32(b, 0x03000000|1) // revision 3, effective
-	binary.LittleEndian.PutUint32(b[4:], 1<<unix.CAP_NET_BIND_SERVICE)
-	binary.LittleEndian.PutUint32(b[20:], rootid)
-	return b
 }
 
 // TestShiftForRemappedDaemon: files containers wrote on the plain daemon,

@@ -53,8 +53,8 @@ func TestShiftSystemCallPaths(t *testing.T) {
 			must(t, os.Mkdir(p("dir"), 0o750))
 			must(t, os.Chown(p("dir"), 1000, 33))
 			must(t, os.Symlink("suid", p("link")))
-			must(t, unix.Lsetxattr(p("capv2"), capXattr, capData(capRev2, 0, false), 0))
-			must(t, unix.Lsetxattr(p("capv3"), capXattr, capData(capRev3, 1000, true), 0))
+			must(t, unix.Lsetxattr(p("capv2"), capXattr, testenv.FileCap(false, 0), 0))
+			must(t, unix.Lsetxattr(p("capv3"), capXattr, testenv.FileCap(true, 1000), 0))
 			must(t, acl.Set(p("acl"), acl.AccessXattr, acl.ACL{{Tag: acl.UserObj, Perm: 6}, {Tag: acl.User, ID: 33, Perm: 6}, {Tag: acl.GroupObj, Perm: 4}, {Tag: acl.Mask, Perm: 6}, {Tag: acl.Other}}))
 			must(t, acl.Set(p("dir"), acl.DefaultXattr, acl.ACL{{Tag: acl.UserObj, Perm: 7}, {Tag: acl.GroupObj, Perm: 5}, {Tag: acl.Group, ID: 33, Perm: 5}, {Tag: acl.Mask, Perm: 5}, {Tag: acl.Other}}))
 
@@ -111,21 +111,6 @@ func modeBits(m uint32) os.FileMode {
 	}
 	if m&0o2000 != 0 {
 		b |= os.ModeSetgid
-	}
-	return b
-}
-
-// capData is a security.capability value granting CAP_NET_BIND_SERVICE.
-func capData(rev uint32, rootid uint32, v3 bool) []byte {
-	n := 20
-	if v3 {
-		n = capV3Length
-	}
-	b := make([]byte, n)
-	binary.LittleEndian.PutUint32(b, rev|1) // effective
-	binary.LittleEndian.PutUint32(b[4:], 1<<unix.CAP_NET_BIND_SERVICE)
-	if v3 {
-		binary.LittleEndian.PutUint32(b[20:], rootid)
 	}
 	return b
 }
@@ -191,7 +176,7 @@ func TestShiftKilledAfterChown(t *testing.T) {
 		must(t, os.Chown(p(name), 1000, 33))
 		must(t, os.Chmod(p(name), os.FileMode(mode&0o777)|modeBits(mode)))
 	}
-	must(t, unix.Lsetxattr(p("capv3"), capXattr, capData(capRev3, 1000, true), 0))
+	must(t, unix.Lsetxattr(p("capv3"), capXattr, testenv.FileCap(true, 1000), 0))
 	must(t, acl.Set(p("acl"), acl.AccessXattr, acl.ACL{{Tag: acl.UserObj, Perm: 6}, {Tag: acl.User, ID: 33, Perm: 6}, {Tag: acl.GroupObj, Perm: 4}, {Tag: acl.Mask, Perm: 6}, {Tag: acl.Other}}))
 	host := idmap.HostIdentity()
 	r := idmap.Map{{Container: 0, Host: 100000, Size: 65536}}
