@@ -168,11 +168,15 @@ func runShift(ctx context.Context, env Env, o shiftOptions, path string) error {
 		}
 	}
 
+	// Entries whose owner stays have their ACLs and capability shifted in
+	// the first run of a shift (and when resuming it); a rerun of a
+	// completed one leaves them be, for speed.
+	staying := prev == nil || prev.State != "done" || fmt.Sprint(prev.Specs) != fmt.Sprint(specs)
 	show := o.progress == "always" || o.progress == "auto" && isTerminal(os.Stderr)
 	var total Counts2
 	start := time.Now()
 	for i := j.Phase; i < len(phases)-1; i++ {
-		s := &tree.Shift{From: phases[i], To: phases[i+1], DryRun: o.dryRun, CrossMounts: o.cross, Workers: o.workers, Repair: o.resume}
+		s := &tree.Shift{From: phases[i], To: phases[i+1], DryRun: o.dryRun, CrossMounts: o.cross, Workers: o.workers, Repair: o.resume, Staying: staying}
 		if show {
 			estimate := usedInodes(abs)
 			s.Progress = func(c tree.Counts) { progressLine(env.Stderr, c, estimate, start) }

@@ -49,7 +49,8 @@ func TestShiftCorrectness(t *testing.T) {
 cd t; touch a b plain; chown 33:33 a; cp /bin/true suid; chmod 4755 suid; cp /bin/true sgid; chmod 2755 sgid
 setcap cap_net_raw+ep b; cp /bin/true v3; setcap -n 1000 cap_net_bind_service+ep v3
 ln a d/hardlink; ln -s `+outside+` d/link; ln -s /etc d/etc; mkfifo d/fifo; mknod d/null c 1 3
-setfacl -m u:33:rw,g:1000:r,u:70000:r a; setfacl -d -m u:33:rwx d; chown 1000:1000 d`)
+setfacl -m u:33:rw,g:1000:r,u:70000:r a; setfacl -d -m u:33:rwx d; chown 1000:1000 d
+touch foreign; chown 70000:70000 foreign; setfacl -m u:33:r foreign`)
 	sh(t, tr, "mount -t tmpfs tmpfs mnt && touch mnt/other")
 	l, err := net.Listen("unix", filepath.Join(tr, "d", "sock"))
 	if err != nil {
@@ -68,7 +69,7 @@ setfacl -m u:33:rw,g:1000:r,u:70000:r a; setfacl -d -m u:33:rwx d; chown 1000:10
 	want := map[string][2]uint32{
 		"a": {100033, 100033}, "b": {100000, 100000}, "suid": {100000, 100000}, "d": {101000, 101000},
 		"d/hardlink": {100033, 100033}, "d/link": {100000, 100000}, "d/fifo": {100000, 100000}, "d/null": {100000, 100000},
-		"d/sock": {100000, 100000},
+		"d/sock": {100000, 100000}, "foreign": {70000, 70000},
 	}
 	for p, w := range want {
 		if u, g := owner(t, filepath.Join(tr, p)); u != w[0] || g != w[1] {
@@ -94,6 +95,13 @@ setfacl -m u:33:rw,g:1000:r,u:70000:r a; setfacl -d -m u:33:rwx d; chown 1000:10
 	for _, w := range []string{"user:100033:rw-", "group:101000:r--", "user:70000:r--", "default:user:100033:rwx"} {
 		if !strings.Contains(facl, w) {
 			t.Errorf("getfacl lacks %q (70000 is unmapped under --from host→ranges and stays):\n%s", w, facl)
+		}
+	}
+	// An owner the target mapping has no id for stays; the ids in its ACL move.
+	facl = sh(t, tr, "getfacl -n -p foreign")
+	for _, w := range []string{"# owner: 70000", "user:100033:r--"} {
+		if !strings.Contains(facl, w) {
+			t.Errorf("getfacl lacks %q (the owner stays, the ACL entry for container user 33 moves):\n%s", w, facl)
 		}
 	}
 	caps := sh(t, tr, "getcap -n b v3")

@@ -37,6 +37,13 @@ type Shift struct {
 	// and the restoring of what the chown cleared (see restoreXattr). A
 	// resumed shift sets it.
 	Repair bool
+	// Staying also shifts the ids inside the ACLs and file capability of
+	// entries whose owner stays: owned by ids the mapping leaves alone
+	// (a host user's directory with ACL entries for container users), or
+	// by ids it maps onto themselves. It costs such an entry a listxattr,
+	// which a rerun of a completed shift need not pay: a shift handles
+	// them in its first run.
+	Staying bool
 
 	// crashAfterChown, in tests, stops an entry's shift right after its
 	// chown, as a kill would.
@@ -158,9 +165,19 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 			wc.unmapped.Add(1)
 		}
 		if nu == e.Stat.Uid && ng == e.Stat.Gid {
-			if s.Repair && !s.DryRun && !e.IsSymlink() {
+			if e.IsSymlink() {
+				return nil
+			}
+			if s.Repair && !s.DryRun {
 				if err := s.repair(e); err != nil {
 					failed(wc, err)
+				}
+			}
+			if s.Staying {
+				if moved, err := s.shiftStaying(e, &wc.buf); err != nil {
+					failed(wc, err)
+				} else if moved {
+					wc.changed.Add(1)
 				}
 			}
 			return nil
@@ -227,54 +244,118 @@ const (
 	capV3Length = 24
 )
 
-func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
-	link := e.IsSymlink()
-	var caps []byte
-	var acls [2]acl.ACL
-	if !link && s.noXattrs.Load() != e.Stat.Dev+1 {
-		names, err := listXattrsAt(e, *buf)
-		if err == unix.EOPNOTSUPP {
-			s.noXattrs.Store(e.Stat.Dev + 1)
-			names, err = nil, nil
+// xattrs are an entry's shifted capability and ACLs, as read before its
+// chown: nil where it has none.
+type xattrs struct {
+	caps      []byte
+	capsMoved bool       // a v3 capability's root id moved
+	acls      [2]acl.ACL // access, default: nil unless an id in it moved
+	changed   bool       // some id in them moved
+}
+
+var aclNames = [2]string{acl.AccessXattr, acl.DefaultXattr}
+
+// readXattrs reads and shifts the capability and ACLs of a non-symlink
+// entry: one listxattr, and a read of each attribute the shift concerns.
+func (s *Shift) readXattrs(e *Entry, buf *[]byte) (xattrs, error) {
+	var x xattrs
+	if s.noXattrs.Load() == e.Stat.Dev+1 {
+		return x, nil
+	}
+	names, err := listXattrsAt(e, *buf)
+	if err == unix.EOPNOTSUPP {
+		s.noXattrs.Store(e.Stat.Dev + 1)
+		return x, nil
+	}
+	if err != nil {
+		return x, fmt.Errorf("reading the extended attributes of %s: %w", e.Path(), err)
+	}
+	if cap(names) > cap(*buf) {
+		*buf = names[:cap(names)]
+	}
+	for len(names) > 0 {
+		i := bytes.IndexByte(names, 0)
+		if i < 0 {
+			break
 		}
-		if err != nil {
-			return fmt.Errorf("reading the extended attributes of %s: %w", e.Path(), err)
-		}
-		if cap(names) > cap(*buf) {
-			*buf = names[:cap(names)]
-		}
-		for len(names) > 0 {
-			i := bytes.IndexByte(names, 0)
-			if i < 0 {
-				break
+		n := string(names[:i])
+		names = names[i+1:]
+		switch n {
+		case capXattr:
+			if x.caps, err = getXattrAt(e.Dirfd, e.Name, n); err != nil {
+				return x, fmt.Errorf("reading the capabilities of %s: %w", e.Path(), err)
 			}
-			n := string(names[:i])
-			names = names[i+1:]
-			switch n {
-			case capXattr:
-				if caps, err = getXattrAt(e.Dirfd, e.Name, n); err != nil {
-					return fmt.Errorf("reading the capabilities of %s: %w", e.Path(), err)
-				}
-				caps = s.shiftCaps(caps)
-			case acl.AccessXattr, acl.DefaultXattr:
-				raw, err := getXattrAt(e.Dirfd, e.Name, n)
-				if err != nil {
-					return fmt.Errorf("reading the ACL of %s: %w", e.Path(), err)
-				}
-				a, err := acl.Decode(raw)
-				if err != nil {
-					return fmt.Errorf("%s: %w", e.Path(), err)
-				}
-				k := 0
-				if n == acl.DefaultXattr {
-					k = 1
-				}
-				if acls[k], err = s.shiftACL(a); err != nil {
-					return fmt.Errorf("%s: %w", e.Path(), err)
-				}
+			if s.shiftCaps(x.caps) {
+				x.capsMoved, x.changed = true, true
+			}
+		case acl.AccessXattr, acl.DefaultXattr:
+			raw, err := getXattrAt(e.Dirfd, e.Name, n)
+			if err != nil {
+				return x, fmt.Errorf("reading the ACL of %s: %w", e.Path(), err)
+			}
+			a, err := acl.Decode(raw)
+			if err != nil {
+				return x, fmt.Errorf("%s: %w", e.Path(), err)
+			}
+			k := 0
+			if n == acl.DefaultXattr {
+				k = 1
+			}
+			shifted, err := s.shiftACL(a)
+			if err != nil {
+				return x, fmt.Errorf("%s: %w", e.Path(), err)
+			}
+			if !bytes.Equal(shifted.Encode(), raw) {
+				x.acls[k], x.changed = shifted, true
 			}
 		}
 	}
+	return x, nil
+}
+
+// writeACLs writes the entry's ACLs that the shift changed.
+func writeACLs(e *Entry, x xattrs) error {
+	for i, name := range aclNames {
+		if x.acls[i] != nil {
+			if err := setXattrAt(e.Dirfd, e.Name, name, x.acls[i].Encode()); err != nil {
+				return fmt.Errorf("writing the ACL of %s: %w", e.Path(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// shiftStaying shifts the ids inside the ACLs and capability of an entry
+// whose owner stays (see Shift.Staying); it reports whether any moved.
+// Each write is whole, and a shift's results are never its inputs, so
+// doing it again (after a kill, or through another hardlink) changes
+// nothing more.
+func (s *Shift) shiftStaying(e *Entry, buf *[]byte) (bool, error) {
+	x, err := s.readXattrs(e, buf)
+	if err != nil || !x.changed || s.DryRun {
+		return x.changed, err
+	}
+	if err := writeACLs(e, x); err != nil {
+		return false, err
+	}
+	if x.capsMoved {
+		if err := setXattrAt(e.Dirfd, e.Name, capXattr, x.caps); err != nil {
+			return false, fmt.Errorf("writing the capabilities of %s: %w", e.Path(), err)
+		}
+	}
+	return true, nil
+}
+
+func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
+	link := e.IsSymlink()
+	var x xattrs
+	if !link {
+		var err error
+		if x, err = s.readXattrs(e, buf); err != nil {
+			return err
+		}
+	}
+	caps := x.caps
 	// What the chown clears on a non-directory, its setuid/setgid bits
 	// and file capability, is put back after it. Until then a marker on
 	// the inode holds them, so that a shift killed in between is finished
@@ -297,12 +378,8 @@ func (s *Shift) shiftEntry(e *Entry, uid, gid uint32, buf *[]byte) error {
 	// it leaves them shifted already, which shifting again does not change
 	// (a shift's results are never its inputs: overlapping mappings go
 	// through a temporary range).
-	for i, name := range []string{acl.AccessXattr, acl.DefaultXattr} {
-		if acls[i] != nil {
-			if err := setXattrAt(e.Dirfd, e.Name, name, acls[i].Encode()); err != nil {
-				return fmt.Errorf("writing the ACL of %s: %w", e.Path(), err)
-			}
-		}
+	if err := writeACLs(e, x); err != nil {
+		return err
 	}
 	if err := fchownat(e, uid, gid); err != nil {
 		return fmt.Errorf("changing the owner of %s: %w", e.Path(), err)
@@ -397,19 +474,19 @@ func chmodNoFollow(e *Entry, mode uint32) error {
 
 var noFchmodat2 atomic.Bool
 
-// shiftCaps moves a v3 capability's root id through the mapping; a v2
-// capability is kept as it was.
-func (s *Shift) shiftCaps(b []byte) []byte {
-	if len(b) < 4 {
-		return b
+// shiftCaps moves a v3 capability's root id through the mapping, in
+// place, and reports whether it moved; a v2 capability is kept as it was.
+func (s *Shift) shiftCaps(b []byte) bool {
+	if len(b) < capV3Length || binary.LittleEndian.Uint32(b)&capRevMask != capRev3 {
+		return false
 	}
-	if binary.LittleEndian.Uint32(b)&capRevMask == capRev3 && len(b) >= capV3Length {
-		root := binary.LittleEndian.Uint32(b[20:])
-		if n, ok := shiftID(s.From.UID, s.To.UID, root); ok {
-			binary.LittleEndian.PutUint32(b[20:], n)
-		}
+	root := binary.LittleEndian.Uint32(b[20:])
+	n, ok := shiftID(s.From.UID, s.To.UID, root)
+	if ok && n != root {
+		binary.LittleEndian.PutUint32(b[20:], n)
+		return true
 	}
-	return b
+	return false
 }
 
 // shiftACL moves the ids of named entries; two entries that land on one id

@@ -3,6 +3,8 @@ package tree
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -221,4 +223,103 @@ func TestShiftKilledAfterChown(t *testing.T) {
 	if _, ok := a.Find(acl.User, 100033); !ok {
 		t.Errorf("access ACL %s: want user 100033", a)
 	}
+}
+
+// TestShiftStayingOwners turns a remap off (--from remapped --to host) on
+// a tree where some owners stay: a host user's directory whose ACL grants
+// container users access (what `volperm grant` writes), and a file with a
+// v3 capability for the container's user. Their owners are no container's
+// ids and stay; the ids inside their ACLs and capability move with the
+// rest. Entries with nothing of the mapping inside are not written, and a
+// second run writes nothing at all.
+func TestShiftStayingOwners(t *testing.T) {
+	testenv.NeedRoot(t)
+	root := t.TempDir()
+	p := func(n string) string { return filepath.Join(root, n) }
+	must(t, os.Mkdir(p("shared"), 0o750))
+	for _, f := range []string{"capfile", "plain", "othergrant", "child"} {
+		must(t, os.WriteFile(p(f), []byte("x"), 0o750))
+	}
+	for _, f := range []string{"shared", "capfile", "plain", "othergrant"} {
+		must(t, os.Chown(p(f), 1000, 1000))
+	}
+	must(t, os.Chown(p("child"), 100033, 100033))
+	grant := func(tag acl.Tag, id uint32) acl.ACL {
+		return acl.ACL{{Tag: acl.UserObj, Perm: 7}, {Tag: tag, ID: id, Perm: 7}, {Tag: acl.GroupObj, Perm: 5}, {Tag: acl.Mask, Perm: 7}, {Tag: acl.Other}}
+	}
+	must(t, acl.Set(p("shared"), acl.AccessXattr, grant(acl.User, 100033)))
+	must(t, acl.Set(p("shared"), acl.DefaultXattr, grant(acl.Group, 100033)))
+	must(t, acl.Set(p("othergrant"), acl.AccessXattr, grant(acl.User, 5000))) // no container's id
+	must(t, acl.Set(p("child"), acl.AccessXattr, grant(acl.User, 100033)))
+	must(t, unix.Lsetxattr(p("capfile"), capXattr, testenv.FileCap(true, 101000), 0))
+	r := idmap.Map{{Container: 0, Host: 100000, Size: 65536}}
+	remapped, host := idmap.Mapping{UID: r, GID: r}, idmap.HostIdentity()
+	before := statAll(t, root)
+
+	dry, err := (&Shift{From: remapped, To: host, Staying: true, DryRun: true}).Run(context.Background(), root)
+	if err != nil || dry.Changed != 3 {
+		t.Fatalf("dry run: %+v, %v; want 3 would change (shared, capfile, child)", dry, err)
+	}
+	if after := statAll(t, root); !maps.Equal(before, after) {
+		t.Fatal("the dry run wrote")
+	}
+
+	c, err := (&Shift{From: remapped, To: host, Staying: true}).Run(context.Background(), root)
+	if err != nil || c.Changed != 3 || c.Seen != 6 {
+		t.Fatalf("counts %+v, %v; want 3 changed of 6 seen", c, err)
+	}
+	for f, want := range map[string]uint32{"shared": 1000, "capfile": 1000, "plain": 1000, "othergrant": 1000, "child": 33} {
+		var st unix.Stat_t
+		must(t, unix.Lstat(p(f), &st))
+		if st.Uid != want || st.Gid != want {
+			t.Errorf("%s: %d:%d, want %d:%d", f, st.Uid, st.Gid, want, want)
+		}
+	}
+	for _, w := range []struct {
+		file, xattr string
+		tag         acl.Tag
+		id          uint32
+	}{
+		{"shared", acl.AccessXattr, acl.User, 33},
+		{"shared", acl.DefaultXattr, acl.Group, 33},
+		{"child", acl.AccessXattr, acl.User, 33},
+		{"othergrant", acl.AccessXattr, acl.User, 5000},
+	} {
+		a, err := acl.Get(p(w.file), w.xattr)
+		must(t, err)
+		if _, ok := a.Find(w.tag, w.id); !ok || len(a) != 5 {
+			t.Errorf("%s %s: %s, want the entry for %d", w.file, w.xattr, a, w.id)
+		}
+	}
+	if v3 := getCap(t, p("capfile")); len(v3) != capV3Length || binary.LittleEndian.Uint32(v3[20:]) != 1000 {
+		t.Errorf("the capability's root id was not shifted to 1000: %x", v3)
+	}
+	after := statAll(t, root)
+	for _, f := range []string{"plain", "othergrant"} {
+		if after[f] != before[f] {
+			t.Errorf("%s has nothing of the mapping in it but was written", f)
+		}
+	}
+
+	again, err := (&Shift{From: remapped, To: host, Staying: true}).Run(context.Background(), root)
+	if err != nil || again.Changed != 0 {
+		t.Fatalf("second run: %+v, %v; want nothing changed", again, err)
+	}
+	if a2 := statAll(t, root); !maps.Equal(after, a2) {
+		t.Error("the second run wrote")
+	}
+}
+
+// statAll maps each name under root to its owner and change time.
+func statAll(t *testing.T, root string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	ents, err := os.ReadDir(root)
+	must(t, err)
+	for _, e := range ents {
+		var st unix.Stat_t
+		must(t, unix.Lstat(filepath.Join(root, e.Name()), &st))
+		m[e.Name()] = fmt.Sprint(st.Uid, st.Gid, st.Ctim)
+	}
+	return m
 }
