@@ -29,31 +29,34 @@ echo "generating two identical trees of about $entries entries in $work ..."
 wait
 n=$(find "$work/b" | wc -l)
 
-secs() { # secs TREE CMD...: warm TREE, run CMD, print its elapsed seconds; its peak RSS (KiB) goes to $work/rss
+secs() { # secs TREE CMD...: warm TREE, run CMD, print its elapsed seconds; its peak RSS (KiB) goes to $work/rss, its CPU seconds to $work/cpu
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	find "$1" -printf '%U %G\n' >/dev/null
 	shift
-	/usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-	read -r s rss <"$work/t"; echo "$rss" >"$work/rss"; echo "$s"
+	/usr/bin/time -f '%e %M %U %S' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+	read -r s rss u k <"$work/t"; echo "$rss" >"$work/rss"; awk -v u="$u" -v k="$k" 'BEGIN { printf "%.2f", u + k }' >"$work/cpu"; echo "$s"
 }
 vp=("$work/bin/volperm" shift "$work/b" --progress never)
 remapped=ranges:0:100000:65536
-floor=() chown=() first=() rerun=() rss=0
+floor=() chown=() first=() rerun=() chowncpu=() firstcpu=() rss=0
 for r in $(seq "$rounds"); do
 	if ((r % 2)); then owner=100000:100000 dir=(--from host --to $remapped); else owner=0:0 dir=(--from $remapped --to host); fi
 	floor+=("$(secs "$work/b" find "$work/b" -printf '%U %G\n')")
 	chown+=("$(secs "$work/a" chown -R "$owner" "$work/a")")
+	chowncpu+=("$(cat "$work/cpu")")
 	first+=("$(secs "$work/b" "${vp[@]}" --journal "$work/journal" "${dir[@]}")")
+	firstcpu+=("$(cat "$work/cpu")")
 	rss=$(( $(cat "$work/rss") > rss ? $(cat "$work/rss") : rss ))
 	rerun+=("$(secs "$work/b" "${vp[@]}" --journal "$work/journal" "${dir[@]}")")
-	echo "round $r: floor ${floor[-1]}s, chown -R ${chown[-1]}s, shift ${first[-1]}s, no-op rerun ${rerun[-1]}s"
+	echo "round $r: floor ${floor[-1]}s, chown -R ${chown[-1]}s (CPU ${chowncpu[-1]}s), shift ${first[-1]}s (CPU ${firstcpu[-1]}s), no-op rerun ${rerun[-1]}s"
 done
 chown_again=$(secs "$work/a" chown -R "$owner" "$work/a")
 
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 0.001; printf "%.2f", a / b }'; }
 floor=$(median "${floor[@]}") chown=$(median "${chown[@]}") first=$(median "${first[@]}") rerun=$(median "${rerun[@]}")
+chowncpu=$(median "${chowncpu[@]}") firstcpu=$(median "${firstcpu[@]}") cpuratio=$(ratio "$(median "${firstcpu[@]}")" "$(median "${chowncpu[@]}")")
 cat <<EOT
 entries:                           $n ($(nproc) CPUs, $(df -T "$work" | awk 'NR==2 {print $2}')), medians of $rounds rounds
 stat walk floor (find -printf):    ${floor}s
@@ -64,5 +67,6 @@ volperm shift (no-op rerun):       ${rerun}s
 first shift vs chown -R:           $(ratio "$chown" "$first")x faster   (target >= 1.25)
 no-op rerun vs chown -R:           $(ratio "$chown" "$rerun")x faster   (target >= 3)
 no-op rerun / stat walk floor:     $(ratio "$rerun" "$floor")        (target <= 0.75)
+CPU time, first shift / chown -R:  ${firstcpu}s / ${chowncpu}s = ${cpuratio}   (on $(nproc) CPUs the shift can be at most $(ratio "$(nproc)" "$cpuratio")x faster)
 EOT
 rm -rf "$work"
