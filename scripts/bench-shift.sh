@@ -40,7 +40,8 @@ secs() { # secs TREE CMD...: warm TREE, run CMD, print its elapsed seconds; its 
 	find "$1" -printf '%U %G\n' >/dev/null
 	shift
 	/usr/bin/time -f '%e %M %U %S' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-	read -r s rss u k <"$work/t"; echo "$rss" >"$work/rss"; awk -v u="$u" -v k="$k" 'BEGIN { printf "%.2f", u + k }' >"$work/cpu"; echo "$s"
+	local s kib u k
+	read -r s kib u k <"$work/t"; echo "$kib" >"$work/rss"; awk -v u="$u" -v k="$k" 'BEGIN { printf "%.2f", u + k }' >"$work/cpu"; echo "$s"
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 0.001; printf "%.2f", a / b }'; }

@@ -173,10 +173,13 @@ func (s *Shift) Run(ctx context.Context, root string) (Counts, error) {
 					failed(wc, err)
 				}
 			}
-			if s.Staying {
+			// An inode this run shifted (or counted, in a dry run)
+			// through another of its names is done.
+			single := e.IsDir() || e.Stat.Nlink == 1
+			if s.Staying && (single || !links.claimed(e.Stat.Dev, e.Stat.Ino)) {
 				if moved, err := s.shiftStaying(e, &wc.buf); err != nil {
 					failed(wc, err)
-				} else if moved {
+				} else if moved && (single || links.claim(e.Stat.Dev, e.Stat.Ino)) {
 					wc.changed.Add(1)
 				}
 			}
@@ -219,12 +222,26 @@ type linkSet struct {
 
 // claim reports whether the inode was not claimed before, claiming it.
 func (l *linkSet) claim(dev, ino uint64) bool {
+	return l.do(dev, ino, true)
+}
+
+// claimed reports whether the inode was claimed.
+func (l *linkSet) claimed(dev, ino uint64) bool {
+	return !l.do(dev, ino, false)
+}
+
+// do reports whether the inode was not claimed before, claiming it if
+// asked to.
+func (l *linkSet) do(dev, ino uint64, claim bool) bool {
 	sh := &l.shards[(ino^ino>>6)%uint64(len(l.shards))]
 	k := [2]uint64{dev, ino}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, dup := sh.m[k]; dup {
 		return false
+	}
+	if !claim {
+		return true
 	}
 	if sh.m == nil {
 		sh.m = make(map[[2]uint64]struct{})
