@@ -47,27 +47,28 @@ median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END { printf "%.2f",
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 0.001; printf "%.2f", a / b }'; }
 vp=("$work/bin/volperm" shift "$work/b" --progress never)
 remapped=ranges:0:100000:65536
-floor=() chown=() first=() rerun=() chowncpu=() firstcpu=() paired=() rss=0
+floor=() chown=() first=() rerun=() chowncpu=() firstcpu=() threecpu=() paired=() rss=0
 for r in $(seq "$rounds"); do
 	if ((r % 2)); then owner=100000:100000 dir=(--from host --to $remapped); else owner=0:0 dir=(--from $remapped --to host); fi
 	floor+=("$(secs "$work/b" find "$work/b" -printf '%U %G\n')")
 	chown+=("$(secs "$work/a" chown -R "$owner" "$work/a")")
 	chowncpu+=("$(cat "$work/cpu")")
+	# The least a correct first shift must do, on one thread (see
+	# scripts/threecalls), on the same tree: to a third owner, so that
+	# every entry changes here and in the next round's chown -R.
+	secs "$work/a" "$work/bin/threecalls" 50000:50000 "$work/a" >/dev/null
+	threecpu+=("$(cat "$work/cpu")")
 	first+=("$(secs "$work/b" "${vp[@]}" --journal "$work/journal" "${dir[@]}")")
 	firstcpu+=("$(cat "$work/cpu")")
 	rss=$(( $(cat "$work/rss") > rss ? $(cat "$work/rss") : rss ))
 	rerun+=("$(secs "$work/b" "${vp[@]}" --journal "$work/journal" "${dir[@]}")")
 	paired+=("$(ratio "${chown[-1]}" "${first[-1]}")")
-	echo "round $r: floor ${floor[-1]}s, chown -R ${chown[-1]}s (CPU ${chowncpu[-1]}s), shift ${first[-1]}s (CPU ${firstcpu[-1]}s), no-op rerun ${rerun[-1]}s"
+	echo "round $r: floor ${floor[-1]}s, chown -R ${chown[-1]}s (CPU ${chowncpu[-1]}s), three calls CPU ${threecpu[-1]}s, shift ${first[-1]}s (CPU ${firstcpu[-1]}s), no-op rerun ${rerun[-1]}s"
 done
-chown_again=$(secs "$work/a" chown -R "$owner" "$work/a")
-# The least a correct first shift must do, on one thread: see scripts/threecalls.
-if [ "$owner" = 0:0 ]; then other=100000:100000; else other=0:0; fi
-secs "$work/a" "$work/bin/threecalls" "$other" "$work/a" >/dev/null
-threecpu=$(cat "$work/cpu")
+chown_again=$(secs "$work/a" chown -R 50000:50000 "$work/a") # as threecalls left it
 
 floor=$(median "${floor[@]}") chown=$(median "${chown[@]}") first=$(median "${first[@]}") rerun=$(median "${rerun[@]}")
-chowncpu=$(median "${chowncpu[@]}") firstcpu=$(median "${firstcpu[@]}")
+chowncpu=$(median "${chowncpu[@]}") firstcpu=$(median "${firstcpu[@]}") threecpu=$(median "${threecpu[@]}")
 cpuratio=$(ratio "$firstcpu" "$chowncpu")
 cat <<EOT
 entries:                           $n ($(nproc) CPUs, $(df -T "$work" | awk 'NR==2 {print $2}')), medians of $rounds rounds
