@@ -3,7 +3,8 @@
 // entry, only the three calls a shift cannot do without — a stat (the
 // owner decides the new owner), a listxattr (ACLs and capabilities can
 // only be found by asking) and a chown — each on the entry's name
-// relative to its directory, with no other work at all.
+// relative to its directory, with no other work at all. The calls are
+// raw (no scheduler hand-off around them): there is one thread to run.
 //
 //	threecalls UID:GID DIR
 package main
@@ -64,15 +65,15 @@ func walk(dirfd int) error {
 				continue
 			}
 			p := uintptr(unsafe.Pointer(&name[0]))
-			if _, _, e := syscall.Syscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), p, uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0); e != 0 {
+			if _, _, e := syscall.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), p, uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0); e != 0 {
 				return e
 			}
 			if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-				if _, _, e := syscall.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dirfd), p, unix.AT_SYMLINK_NOFOLLOW, 0, 0, 0); e != 0 {
+				if _, _, e := syscall.RawSyscall6(unix.SYS_LISTXATTRAT, uintptr(dirfd), p, unix.AT_SYMLINK_NOFOLLOW, 0, 0, 0); e != 0 {
 					return e
 				}
 			}
-			if _, _, e := syscall.Syscall6(unix.SYS_FCHOWNAT, uintptr(dirfd), p, uintptr(uid), uintptr(gid), unix.AT_SYMLINK_NOFOLLOW, 0); e != 0 {
+			if _, _, e := syscall.RawSyscall6(unix.SYS_FCHOWNAT, uintptr(dirfd), p, uintptr(uid), uintptr(gid), unix.AT_SYMLINK_NOFOLLOW, 0); e != 0 {
 				return e
 			}
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
